@@ -1,0 +1,51 @@
+"""Entry point: builds the parser from the subcommand modules and maps errors to exit codes.
+
+Exit codes: 0 success, 1 bad input (a CaptureError), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import CaptureError
+
+# Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
+SUBCOMMANDS = ["synth", "decode"]
+
+
+class UsageError(Exception):
+    """A command line that asks for something impossible (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="python -m halo_fast",
+        description="Fast, exact decoding and analysis of LLM attention captures.",
+    )
+    parser.add_argument("--version", action="version", version=f"halo_fast {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f".{name}_cmd", __package__)
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CaptureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
