@@ -1,0 +1,343 @@
+"""The guide's single-JSON capture (``attention_capture_<ts>.json``), decoded exactly.
+
+Pass 1 walks the file window by window (kernels.structure) and finds every
+``generated_tokens[i].attention.data`` array. Everything else -- metadata,
+prompt tokens, each token's small fields -- is a "skeleton": the file with those
+arrays emptied, small enough for pysimdjson (or ``json`` when it holds NaN or
+Infinity). Shapes from the skeleton size one float32 allocation, and pass 2
+(kernels.arrays) parses every array into its slice in parallel.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture import PROMPT_COLUMNS, TOKEN_COLUMNS, Capture, Table
+from ..errors import CaptureError
+from .mapped import MappedFile
+
+DEFAULT_WINDOW_BYTES = 64 << 20
+
+
+@dataclass
+class Layout:
+    """Byte positions found by pass 1, one entry per generated token (-1: absent)."""
+
+    token_open: np.ndarray
+    token_close: np.ndarray
+    data_open: np.ndarray
+    data_close: np.ndarray
+
+
+def _progress(total: int, enabled: bool, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=not enabled, leave=False)
+
+
+def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False) -> Layout:
+    """Pass 1: walk every structural byte of the file, releasing each window after it."""
+    import numba
+
+    from ..kernels import structure as st
+
+    buf = mapped.bytes
+    state, kinds, roles = st.new_walker_state()
+    n_chunks = 4 * numba.get_num_threads()
+    event_blocks = []
+    with _progress(mapped.size, progress, "scan") as bar:
+        for start in range(0, mapped.size, window_bytes):
+            stop = min(start + window_bytes, mapped.size)
+            positions = st.find_structural(buf, start, stop, n_chunks)
+            events = np.empty((positions.shape[0], 3), dtype=np.int64)
+            n = st.walk_structure(buf, positions, state, kinds, roles, events)
+            event_blocks.append(events[:n])
+            mapped.release(start, stop)
+            bar.update(stop - start)
+            if state[st.S_ERROR] != st.WALK_OK:
+                break
+    events = np.concatenate(event_blocks) if event_blocks else np.empty((0, 3), np.int64)
+    complete = int(np.count_nonzero(events[:, 0] == st.EVENT_TOKEN_CLOSE))
+    if state[st.S_ERROR] != st.WALK_OK:
+        token = int(state[st.S_TOKEN])
+        where = f" (in generated token #{token})" if token >= 0 else ""
+        raise CaptureError(
+            st.WALK_MESSAGES[int(state[st.S_ERROR])] + where, mapped.path, int(state[st.S_ERROR_AT])
+        )
+    if state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]:
+        raise CaptureError(
+            f"truncated at byte {mapped.size} after {complete} complete generated tokens", mapped.path, mapped.size
+        )
+    n_tokens = int(state[st.S_TOKENS])
+    layout = Layout(*(np.full(n_tokens, -1, dtype=np.int64) for _ in range(4)))
+    columns = {
+        st.EVENT_TOKEN_OPEN: layout.token_open,
+        st.EVENT_TOKEN_CLOSE: layout.token_close,
+        st.EVENT_DATA_OPEN: layout.data_open,
+        st.EVENT_DATA_CLOSE: layout.data_close,
+    }
+    for kind, column in columns.items():
+        rows = events[events[:, 0] == kind]
+        duplicated = np.flatnonzero(np.bincount(rows[:, 1], minlength=n_tokens) > 1)
+        if len(duplicated):
+            token = int(duplicated[0])
+            at = int(rows[rows[:, 1] == token][1, 2])
+            raise CaptureError(f"generated token #{token} has two attention data arrays", mapped.path, at)
+        column[rows[:, 1]] = rows[:, 2]
+    keys = events[events[:, 0] == st.EVENT_ATTENTION_KEY]
+    repeated = np.flatnonzero(np.bincount(keys[:, 1], minlength=n_tokens) > 1)
+    if len(repeated):
+        token = int(repeated[0])
+        at = int(keys[keys[:, 1] == token][1, 2])
+        raise CaptureError(f"generated token #{token} has two 'attention' keys", mapped.path, at)
+    return layout
+
+
+class Skeleton:
+    """The file with every attention data array emptied to ``[]``, and a map back to file offsets."""
+
+    def __init__(self, mapped: MappedFile, layout: Layout):
+        opens = layout.data_open[layout.data_open >= 0]
+        closes = layout.data_close[layout.data_open >= 0]
+        pieces = []
+        self._skeleton_starts = []
+        self._file_starts = []
+        cursor = 0
+        length = 0
+        for open_at, close_at in zip(opens.tolist(), closes.tolist()):
+            pieces.append(mapped.read(cursor, open_at + 1))
+            self._skeleton_starts.append(length)
+            self._file_starts.append(cursor)
+            length += open_at + 1 - cursor
+            cursor = close_at
+        pieces.append(mapped.read(cursor, mapped.size))
+        self._skeleton_starts.append(length)
+        self._file_starts.append(cursor)
+        self.text = b"".join(pieces)
+        self.path = mapped.path
+
+    def file_offset(self, skeleton_offset: int) -> int:
+        i = bisect.bisect_right(self._skeleton_starts, skeleton_offset) - 1
+        return self._file_starts[i] + skeleton_offset - self._skeleton_starts[i]
+
+    def parse(self):
+        try:
+            import simdjson
+
+            return simdjson.Parser().parse(self.text, True)
+        except Exception:  # NaN/Infinity, huge integers, lone surrogates: json decides
+            pass
+        try:
+            return json.loads(self.text)
+        except json.JSONDecodeError as exc:
+            raise CaptureError(f"invalid JSON: {exc.msg}", self.path, self.file_offset(exc.pos)) from None
+        except UnicodeDecodeError as exc:
+            raise CaptureError(f"not UTF-8 text: {exc.reason}", self.path, self.file_offset(exc.start)) from None
+        except RecursionError:
+            raise CaptureError("JSON nested too deeply", self.path) from None
+
+
+def _shape_of(attention: dict, path: str, offset: int, step) -> tuple[int, int, int]:
+    shape = attention.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise CaptureError(f"attention shape must be [layers, heads, context], got {shape!r}", path, offset, step)
+    context_length = attention.get("context_length", shape[2])
+    if context_length != shape[2]:
+        raise CaptureError(
+            f"context_length {context_length!r} disagrees with attention shape {shape}", path, offset, step
+        )
+    return shape[0], shape[1], shape[2]
+
+
+def plan_tokens(document, layout: Layout, path: str):
+    """Shapes, value offsets and token table from the skeleton; all checks before any allocation."""
+    if not isinstance(document, dict) or not isinstance(document.get("generated_tokens"), list):
+        raise CaptureError(
+            "not a capture: expected a JSON object with a 'generated_tokens' list "
+            "(supported: the single-JSON capture of the Data Capture guide)",
+            path,
+            0,
+        )
+    tokens = document["generated_tokens"]
+    n = len(tokens)
+    if n != len(layout.token_open):
+        bad = next((i for i, t in enumerate(tokens) if not isinstance(t, dict)), None)
+        raise CaptureError(f"generated token #{bad} is not a JSON object", path, None)
+    shapes = np.zeros((n, 3), dtype=np.int64)
+    has_attention = np.zeros(n, dtype=bool)
+    for i, token in enumerate(tokens):
+        step = token.get("step", i)
+        attention = token.get("attention")
+        offset = int(layout.token_open[i])
+        if attention is None:
+            continue
+        if not isinstance(attention, dict):
+            raise CaptureError("'attention' is neither an object nor null", path, offset, step)
+        data = attention.get("data")
+        if layout.data_open[i] < 0:
+            if data is None:
+                continue
+            if isinstance(data, str):
+                raise CaptureError("base64 attention data is not supported by this reader", path, offset, step)
+            raise CaptureError("attention 'data' is not an array", path, offset, step)
+        shape = _shape_of(attention, path, int(layout.data_open[i]), step)
+        count = shape[0] * shape[1] * shape[2]
+        span = int(layout.data_close[i] - layout.data_open[i])
+        if count > span // 2:
+            raise CaptureError(
+                f"shape {list(shape)} needs {count} values but the data array is only {span + 1} bytes",
+                path,
+                int(layout.data_open[i]),
+                step,
+            )
+        shapes[i] = shape
+        has_attention[i] = True
+    if has_attention.any():
+        first = shapes[np.argmax(has_attention)]
+        differs = np.flatnonzero(has_attention & ((shapes[:, 0] != first[0]) | (shapes[:, 1] != first[1])))
+        if len(differs):
+            i = int(differs[0])
+            raise CaptureError(
+                f"token has {shapes[i, 0]} layers x {shapes[i, 1]} heads, the first has {first[0]} x {first[1]}",
+                path,
+                int(layout.data_open[i]),
+                tokens[i].get("step", i),
+            )
+    counts = shapes.prod(axis=1)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return tokens, shapes, has_attention, offsets
+
+
+def token_table(tokens: list, shapes: np.ndarray, has_attention: np.ndarray) -> Table:
+    records = []
+    for i, token in enumerate(tokens):
+        attention = token.get("attention")
+        context = attention.get("context_length") if isinstance(attention, dict) else None
+        if has_attention[i]:
+            context = int(shapes[i, 2])
+        records.append(
+            {
+                "step": token.get("step", i),
+                "token_id": token.get("token_id"),
+                "text": token.get("text"),
+                "position": token.get("position"),
+                "timestamp": token.get("timestamp"),
+                "context_length": context,
+                "has_attention": bool(has_attention[i]),
+            }
+        )
+    return Table.from_records(records, TOKEN_COLUMNS)
+
+
+def _interleave(ids: np.ndarray, n_threads: int) -> np.ndarray:
+    """Order so that numba's contiguous per-thread blocks each get every n-th token (balanced sizes)."""
+    return np.concatenate([ids[r::n_threads] for r in range(n_threads)])
+
+
+def _reference_value(text: bytes, path: str, offset: int, step) -> np.float32:
+    """What np.asarray(json.loads(text), float32) gives for one number."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.asarray([json.loads(text)], dtype=np.float32)[0]
+    except (OverflowError, ValueError) as exc:
+        raise CaptureError(f"number out of float range: {exc}", path, offset, step) from None
+
+
+def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_attention, offsets, window_bytes: int,
+                     progress: bool = False) -> np.ndarray:
+    """Pass 2: parse every data array into one float32 buffer, window by window."""
+    import numba
+
+    from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
+
+    buf = mapped.bytes
+    values = np.empty(int(offsets[-1]), dtype=np.float32)
+    counts = np.diff(offsets)
+    ids = np.flatnonzero(has_attention)
+    n = len(layout.data_open)
+    status = np.zeros((n, 4), dtype=np.int64)
+    hard = np.zeros((n, HARD_SLOTS, 3), dtype=np.int64)
+    n_threads = numba.get_num_threads()
+    data_bytes = int((layout.data_close[ids] - layout.data_open[ids]).sum()) if len(ids) else 0
+    cut = np.searchsorted(np.cumsum(layout.data_close[ids] - layout.data_open[ids]), np.arange(
+        window_bytes, data_bytes + window_bytes, window_bytes))
+    batches = np.split(ids, np.unique(np.clip(cut + 1, 0, len(ids))))
+    with _progress(data_bytes, progress, "decode") as bar:
+        for batch in batches:
+            if not len(batch):
+                continue
+            order = _interleave(batch, n_threads)
+            decode_arrays(buf, layout.data_open, layout.data_close, offsets, counts, order, values, status, hard)
+            _check_status(mapped, layout, tokens, status, counts, batch, MESSAGES, ARRAY_OK)
+            for i in batch[status[batch, 3] > 0]:
+                _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, int(i), HARD_SLOTS)
+            lo, hi = int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1
+            mapped.release(lo, hi)
+            bar.update(int((layout.data_close[batch] - layout.data_open[batch]).sum()))
+    return values
+
+
+def _check_status(mapped, layout, tokens, status, counts, batch, messages, ok_code):
+    failed = batch[status[batch, 0] != ok_code]
+    if not len(failed):
+        return
+    i = int(failed[0])
+    code, position, parsed = (int(v) for v in status[i, :3])
+    message = messages[code]
+    if code in (3, 4):
+        message += f" (shape says {int(counts[i])} values, found {'more than ' if code == 3 else ''}{parsed})"
+    raise CaptureError(message, mapped.path, position, tokens[i].get("step", i))
+
+
+def _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, i, slots):
+    """Give the numbers the fast parser declined the reference's own value."""
+    from ..kernels.arrays import decode_arrays
+
+    n_hard = int(status[i, 3])
+    rows = hard[i]
+    if n_hard > slots:  # more than the slots remembered: re-run this one token with room for all
+        one = np.zeros(1, dtype=np.int64)
+        rerun_hard = np.zeros((1, n_hard, 3), dtype=np.int64)
+        rerun_status = np.zeros((1, 4), dtype=np.int64)
+        decode_arrays(mapped.bytes, layout.data_open[i : i + 1], layout.data_close[i : i + 1], offsets[i : i + 1],
+                      counts[i : i + 1], one, values, rerun_status, rerun_hard)
+        rows = rerun_hard[0]
+    step = tokens[i].get("step", i)
+    base = int(offsets[i])
+    for start, stop, index in rows[:n_hard].tolist():
+        values[base + index] = _reference_value(mapped.read(start, stop), mapped.path, start, step)
+
+
+def load_json(path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False) -> Capture:
+    """Decode a single-JSON capture; see the module docstring for how."""
+    with MappedFile(path) as mapped:
+        layout = scan_structure(mapped, window_bytes, progress)
+        skeleton = Skeleton(mapped, layout)
+        document = skeleton.parse()
+        del skeleton
+        tokens, shapes, has_attention, offsets = plan_tokens(document, layout, mapped.path)
+        values = decode_attention(mapped, layout, tokens, shapes, has_attention, offsets, window_bytes, progress)
+    prompt = document.get("prompt_tokens") or []
+    if not isinstance(prompt, list):
+        raise CaptureError("'prompt_tokens' is not a list", path, None)
+    metadata = document.get("metadata")
+    return Capture(
+        metadata=metadata if isinstance(metadata, dict) else {},
+        prompt_tokens=Table.from_records(prompt, PROMPT_COLUMNS),
+        tokens=token_table(tokens, shapes, has_attention),
+        values=values,
+        offsets=offsets,
+        shapes=shapes,
+        path=str(path),
+    )

@@ -1,0 +1,66 @@
+"""A read-only memory map of a capture whose pages are handed back once parsed.
+
+Mapped pages count in a process's resident set, so walking a 5 GB file through
+one mapping would show 5 GB resident. ``release`` drops a parsed range from this
+process (the kernel's page cache keeps it), keeping peak memory flat.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import numpy as np
+
+from ..errors import CaptureError
+
+
+class MappedFile:
+    """``with MappedFile(path) as m: m.bytes`` is a read-only uint8 view of the file."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._file = None
+        self._map = None
+        self.bytes = np.empty(0, dtype=np.uint8)
+
+    def __enter__(self) -> "MappedFile":
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as exc:
+            raise CaptureError(f"cannot open: {exc.strerror}", self.path) from None
+        size = os.fstat(self._file.fileno()).st_size
+        if size == 0:
+            self._file.close()
+            raise CaptureError("empty file", self.path, 0)
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        self.bytes = np.frombuffer(self._map, dtype=np.uint8)
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.bytes.shape[0]
+
+    def release(self, start: int, stop: int) -> None:
+        """Drop the whole pages inside [start, stop) from this process's memory."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = min(stop, self.size) // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+    def read(self, start: int, stop: int) -> bytes:
+        return self._map[start:stop]
+
+    def __exit__(self, *exc_info) -> None:
+        self.bytes = np.empty(0, dtype=np.uint8)
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a caller still holds a view; the map closes when it is gone
+            self._map = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

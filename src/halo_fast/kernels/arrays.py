@@ -1,0 +1,103 @@
+"""Decode JSON number arrays (attention ``data``) straight into a float32 buffer.
+
+``decode_array`` parses one array span serially; ``decode_arrays`` runs it over
+many spans in parallel, one span per task, each writing its own slice of the one
+preallocated output. Every read is bounded by the span's closing bracket and
+every write by the count the caller reserved, so no input can make a kernel
+touch memory outside its buffers.
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+from .floats import HARD, OK, TRUNCATED, parse_value
+
+# status codes of decode_array (column 0 of the status table)
+ARRAY_OK = 0
+ARRAY_BAD_NUMBER = 1  # not a JSON number or literal where a value must stand
+ARRAY_BAD_SEPARATOR = 2  # something other than ',' or ']' after a value
+ARRAY_TOO_MANY = 3  # more values than the shape says
+ARRAY_TOO_FEW = 4  # fewer values than the shape says
+ARRAY_TRAILING_COMMA = 5
+ARRAY_TRUNCATED = 6
+
+MESSAGES = {
+    ARRAY_BAD_NUMBER: "malformed number in attention data",
+    ARRAY_BAD_SEPARATOR: "expected ',' or ']' after a number in attention data",
+    ARRAY_TOO_MANY: "attention data has more values than its shape",
+    ARRAY_TOO_FEW: "attention data has fewer values than its shape",
+    ARRAY_TRAILING_COMMA: "trailing comma in attention data",
+    ARRAY_TRUNCATED: "attention data ends inside a number",
+}
+
+HARD_SLOTS = 8  # hard numbers remembered per span; more trigger a serial re-run
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _skip_space(buf, p, end):
+    while p < end:
+        b = buf[p]
+        if b != 32 and b != 10 and b != 13 and b != 9:
+            break
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def decode_array(buf, start, end, out, out_start, count, hard):
+    """Parse the array buf[start] == '[' ... buf[end] == ']' into out[out_start:out_start+count].
+
+    ``hard`` (int64[k, 3]) receives (byte start, byte end, value index) of numbers the
+    Python reference must finish. Returns (code, byte position, values parsed, hard count).
+    """
+    p = _skip_space(buf, start + 1, end)
+    n = 0
+    n_hard = 0
+    if p == end:
+        if count != 0:
+            return ARRAY_TOO_FEW, p, 0, 0
+        return ARRAY_OK, p, 0, 0
+    while True:
+        if n >= count:
+            return ARRAY_TOO_MANY, p, n, n_hard
+        value, after, status = parse_value(buf, p, end)
+        if status != OK:
+            if status == HARD:
+                if n_hard < hard.shape[0]:
+                    hard[n_hard, 0] = p
+                    hard[n_hard, 1] = after
+                    hard[n_hard, 2] = n
+                n_hard += 1
+            elif status == TRUNCATED:
+                return ARRAY_TRUNCATED, after, n, n_hard
+            else:
+                return ARRAY_BAD_NUMBER, after, n, n_hard
+        out[out_start + n] = value
+        n += 1
+        p = _skip_space(buf, after, end)
+        if p == end:
+            break
+        if buf[p] != 44:  # ,
+            return ARRAY_BAD_SEPARATOR, p, n, n_hard
+        p = _skip_space(buf, p + 1, end)
+        if p == end:
+            return ARRAY_TRAILING_COMMA, p, n, n_hard
+    if n != count:
+        return ARRAY_TOO_FEW, end, n, n_hard
+    return ARRAY_OK, end, n, n_hard
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def decode_arrays(buf, starts, ends, out_starts, counts, order, out, status, hard):
+    """Decode spans ``order[k]`` in parallel; status[i] = (code, position, parsed, hard count)."""
+    for k in prange(order.shape[0]):
+        i = order[k]
+        code, position, parsed, n_hard = decode_array(
+            buf, starts[i], ends[i], out, out_starts[i], counts[i], hard[i]
+        )
+        status[i, 0] = code
+        status[i, 1] = position
+        status[i, 2] = parsed
+        status[i, 3] = n_hard
+

@@ -1,0 +1,277 @@
+"""Exact JSON number parsing into float32, as numba kernels.
+
+The contract is bit-exactness with ``np.asarray(json.loads(text), np.float32)``:
+a decimal is first rounded to the nearest double (what ``json.loads`` does), then
+the double to the nearest float32 (what numpy does). So every number goes through
+a correctly rounded double:
+
+* Clinger's fast path when the digits fit in 53 bits and the power of ten is exact;
+* otherwise the Eisel-Lemire algorithm (128-bit truncated powers of five);
+* numbers it cannot settle (more than 19 significant digits, integers of more than
+  15 digits, or the rare ambiguous Eisel-Lemire product) are reported as "hard" and
+  finished in Python by the reference itself, so exactness never rests on a guess.
+
+All arithmetic on mantissas stays in uint64 (numba would otherwise promote mixed
+signed/unsigned arithmetic to float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from .pow5 import LARGEST_POWER, SMALLEST_POWER, build_table
+
+POW5_HIGH, POW5_LOW = build_table()
+POW10_EXACT = np.array([10.0**i for i in range(23)], dtype=np.float64)
+# POW2[k] = 2**(k - 1075): scales a 53-bit integer mantissa to a double with biased exponent k.
+POW2 = np.array([2.0 ** (k - 1075) for k in range(2047)], dtype=np.float64)
+POW2[0] = 2.0**-1074
+
+U0 = np.uint64(0)
+U1 = np.uint64(1)
+U3 = np.uint64(3)
+U9 = np.uint64(9)
+U10 = np.uint64(10)
+U32 = np.uint64(32)
+U52 = np.uint64(52)
+U63 = np.uint64(63)
+MASK32 = np.uint64(0xFFFFFFFF)
+ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+PRECISION_MASK = np.uint64(0x1FF)  # ALL_ONES >> 55: 52 mantissa bits + 3
+HIDDEN_BIT = np.uint64(1 << 52)
+TWO_HIDDEN = np.uint64(2 << 52)
+MAX_CLINGER_MANTISSA = np.uint64(1 << 53)
+NOT_ONE = np.uint64(0xFFFFFFFFFFFFFFFE)
+NOT_HIDDEN = np.uint64(0xFFFFFFFFFFFFFFFF ^ (1 << 52))
+
+# parse_value status codes
+OK = 0
+HARD = 1  # valid JSON number that the Python reference must finish
+BAD_NUMBER = -1  # not a JSON number / literal
+TRUNCATED = -2  # the span ended inside a number or literal
+
+NAN32 = np.float32(np.nan)
+INF32 = np.float32(np.inf)
+
+
+@intrinsic
+def _mul_64x64(typingctx, a, b):
+    """Full 128-bit product of two uint64, as (high, low): one machine multiply."""
+    if a != types.uint64 or b != types.uint64:
+        return None
+    signature = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, sig, args):
+        wide = ir.IntType(128)
+        product = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
+        high = builder.trunc(builder.lshr(product, ir.Constant(wide, 64)), ir.IntType(64))
+        low = builder.trunc(product, ir.IntType(64))
+        return context.make_tuple(builder, sig.return_type, (high, low))
+
+    return signature, codegen
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _leading_zeros(w):
+    n = 0
+    if w >> np.uint64(32) == U0:
+        n += 32
+        w <<= np.uint64(32)
+    if w >> np.uint64(48) == U0:
+        n += 16
+        w <<= np.uint64(16)
+    if w >> np.uint64(56) == U0:
+        n += 8
+        w <<= np.uint64(8)
+    if w >> np.uint64(60) == U0:
+        n += 4
+        w <<= np.uint64(4)
+    if w >> np.uint64(62) == U0:
+        n += 2
+        w <<= np.uint64(2)
+    if w >> U63 == U0:
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def eisel_lemire(w, q):
+    """Correctly rounded double nearest to w * 10**q (w uint64 > 0).
+
+    Returns (ok, value); ok is False in the rare case the truncated product cannot
+    decide the rounding, and the caller must use an exact slow path.
+    """
+    if q < SMALLEST_POWER:
+        return True, 0.0
+    if q > LARGEST_POWER:
+        return True, np.inf
+    lz = _leading_zeros(w)
+    w = w << np.uint64(lz)
+    index = q - SMALLEST_POWER
+    high, low = _mul_64x64(w, POW5_HIGH[index])
+    if (high & PRECISION_MASK) == PRECISION_MASK:
+        high2, _low2 = _mul_64x64(w, POW5_LOW[index])
+        new_low = low + high2
+        if high2 > new_low:
+            high += U1
+        low = new_low
+    if low == ALL_ONES and (q < -27 or q > 55):
+        return False, 0.0
+    upperbit = high >> U63
+    shift = upperbit + U9
+    mantissa = high >> shift
+    power2 = (((152170 + 65536) * q) >> 16) + 63 + np.int64(upperbit) - lz + 1023
+    if power2 <= 0:
+        if -power2 + 1 >= 64:
+            return True, 0.0
+        mantissa >>= np.uint64(-power2 + 1)
+        mantissa += mantissa & U1
+        mantissa >>= U1
+        # mantissa < 2**52: subnormal; == 2**52: rounded up to the smallest normal
+        return True, np.float64(mantissa) * POW2[0]
+    if low <= U1 and q >= -4 and q <= 23 and (mantissa & U3) == U1:
+        if (mantissa << shift) == high:
+            mantissa &= NOT_ONE
+    mantissa += mantissa & U1
+    mantissa >>= U1
+    if mantissa >= TWO_HIDDEN:
+        mantissa = HIDDEN_BIT
+        power2 += 1
+    if power2 >= 0x7FF:
+        return True, np.inf
+    # mantissa carries its hidden bit here: value = mantissa * 2**(power2 - 1075)
+    return True, np.float64(mantissa) * POW2[power2]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _is_digit(b):
+    return b >= 48 and b <= 57
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _match(buf, p, end, word):
+    """True if buf[p:p+len(word)] == word and it fits before end."""
+    n = len(word)
+    if p + n > end:
+        return False
+    for i in range(n):
+        if buf[p + i] != word[i]:
+            return False
+    return True
+
+
+LIT_NULL = np.frombuffer(b"null", dtype=np.uint8).copy()
+LIT_NAN = np.frombuffer(b"NaN", dtype=np.uint8).copy()
+LIT_INFINITY = np.frombuffer(b"Infinity", dtype=np.uint8).copy()
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def parse_value(buf, p, end):
+    """Parse one JSON number or literal starting at buf[p], not reading at or past end.
+
+    Returns (value: float32, next_position, status) with status OK, HARD (valid,
+    but finish it with the reference), BAD_NUMBER or TRUNCATED.
+    """
+    if p >= end:
+        return NAN32, p, TRUNCATED
+    b = buf[p]
+    if b == 110:  # n
+        if _match(buf, p, end, LIT_NULL):
+            return NAN32, p + 4, OK
+        return NAN32, p, BAD_NUMBER
+    if b == 78:  # N
+        if _match(buf, p, end, LIT_NAN):
+            return NAN32, p + 3, OK
+        return NAN32, p, BAD_NUMBER
+    if b == 73:  # I
+        if _match(buf, p, end, LIT_INFINITY):
+            return INF32, p + 8, OK
+        return NAN32, p, BAD_NUMBER
+    negative = False
+    if b == 45:  # -
+        negative = True
+        p += 1
+        if p >= end:
+            return NAN32, p, TRUNCATED
+        b = buf[p]
+        if b == 73:
+            if _match(buf, p, end, LIT_INFINITY):
+                return -INF32, p + 8, OK
+            return NAN32, p, BAD_NUMBER
+    if not _is_digit(b):
+        return NAN32, p, BAD_NUMBER
+
+    w = U0
+    significant = 0  # digits counted from the first non-zero one
+    exponent = 0
+    if b == 48:  # a leading 0 stands alone
+        p += 1
+    else:
+        while p < end and _is_digit(buf[p]):
+            if significant < 19:
+                w = w * U10 + np.uint64(buf[p] - 48)
+            else:
+                exponent += 1
+            significant += 1
+            p += 1
+    is_integer = True
+    if p < end and buf[p] == 46:  # .
+        is_integer = False
+        p += 1
+        if p >= end:
+            return NAN32, p, TRUNCATED
+        if not _is_digit(buf[p]):
+            return NAN32, p, BAD_NUMBER
+        while p < end and _is_digit(buf[p]):
+            digit = buf[p] - 48
+            if significant < 19:
+                w = w * U10 + np.uint64(digit)
+                exponent -= 1
+                if significant > 0 or digit != 0:
+                    significant += 1
+            else:
+                significant += 1
+            p += 1
+    if p < end and (buf[p] == 101 or buf[p] == 69):  # e E
+        is_integer = False
+        p += 1
+        if p >= end:
+            return NAN32, p, TRUNCATED
+        exp_negative = False
+        if buf[p] == 45 or buf[p] == 43:
+            exp_negative = buf[p] == 45
+            p += 1
+            if p >= end:
+                return NAN32, p, TRUNCATED
+        if not _is_digit(buf[p]):
+            return NAN32, p, BAD_NUMBER
+        literal = 0
+        while p < end and _is_digit(buf[p]):
+            if literal < 100000000:
+                literal = literal * 10 + (buf[p] - 48)
+            p += 1
+        exponent += -literal if exp_negative else literal
+
+    if significant > 19 or (is_integer and significant > 15):
+        return NAN32, p, HARD
+    if w == U0:
+        # json.loads turns "-0" into the integer 0, but "-0.0" into the float -0.0
+        if negative and not is_integer:
+            return -np.float32(0.0), p, OK
+        return np.float32(0.0), p, OK
+    if w <= MAX_CLINGER_MANTISSA and exponent >= -22 and exponent <= 22:
+        value = np.float64(w)
+        if exponent >= 0:
+            value = value * POW10_EXACT[exponent]
+        else:
+            value = value / POW10_EXACT[-exponent]
+    else:
+        ok, value = eisel_lemire(w, exponent)
+        if not ok:
+            return NAN32, p, HARD
+    if negative:
+        value = -value
+    return np.float32(value), p, OK
