@@ -21,7 +21,7 @@ from ..capture import PROMPT_COLUMNS, TOKEN_COLUMNS, Capture, Table
 from ..errors import CaptureError
 from .mapped import MappedFile
 
-DEFAULT_WINDOW_BYTES = 64 << 20
+DEFAULT_WINDOW_BYTES = 8 << 20  # file bytes resident at once, beyond the output
 
 
 @dataclass
@@ -40,27 +40,49 @@ def _progress(total: int, enabled: bool, description: str):
     return tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=not enabled, leave=False)
 
 
-def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False) -> Layout:
-    """Pass 1: walk every structural byte of the file, releasing each window after it."""
-    import numba
+def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16) -> Layout:
+    """Pass 1: walk the file's structure, jumping over the bulk of each attention array.
 
+    Structural bytes are indexed ``probe_bytes`` at a time (doubling while no array
+    is open); when a probe ends inside an attention data array, memchr finds its
+    closing bracket. Pages are released every ``window_bytes``.
+    """
     from ..kernels import structure as st
 
     buf = mapped.bytes
+    size = mapped.size
     state, kinds, roles = st.new_walker_state()
-    n_chunks = 4 * numba.get_num_threads()
     event_blocks = []
-    with _progress(mapped.size, progress, "scan") as bar:
-        for start in range(0, mapped.size, window_bytes):
-            stop = min(start + window_bytes, mapped.size)
-            positions = st.find_structural(buf, start, stop, n_chunks)
-            events = np.empty((positions.shape[0], 3), dtype=np.int64)
+    position = 0
+    released = 0
+    probe = probe_bytes
+    with _progress(size, progress, "scan") as bar:
+        while position < size and state[st.S_ERROR] == st.WALK_OK:
+            stop = min(position + probe, size)
+            positions = st.find_structural(buf, position, stop)
+            events = np.empty((positions.shape[0] + 1, 3), dtype=np.int64)
             n = st.walk_structure(buf, positions, state, kinds, roles, events)
             event_blocks.append(events[:n])
-            mapped.release(start, stop)
-            bar.update(stop - start)
-            if state[st.S_ERROR] != st.WALK_OK:
-                break
+            bar.update(stop - position)
+            position = stop
+            probe = min(probe * 2, window_bytes)
+            if state[st.S_ERROR] == st.WALK_OK and st.inside_data(state, roles) and position < size:
+                close = mapped.find(b"]", position)
+                if close < 0:
+                    bar.update(size - position)
+                    position = size
+                    break
+                closing = np.array([close], dtype=np.int64)
+                events = np.empty((1, 3), dtype=np.int64)
+                n = st.walk_structure(buf, closing, state, kinds, roles, events)
+                event_blocks.append(events[:n])
+                bar.update(close + 1 - position)
+                position = close + 1
+                probe = probe_bytes
+            if position - released >= window_bytes:
+                mapped.release(released, position)
+                released = position
+    mapped.release(released, size)
     events = np.concatenate(event_blocks) if event_blocks else np.empty((0, 3), np.int64)
     complete = int(np.count_nonzero(events[:, 0] == st.EVENT_TOKEN_CLOSE))
     if state[st.S_ERROR] != st.WALK_OK:
@@ -239,6 +261,22 @@ def token_table(tokens: list, shapes: np.ndarray, has_attention: np.ndarray) -> 
     return Table.from_records(records, TOKEN_COLUMNS)
 
 
+def _batches(ids: np.ndarray, sizes: np.ndarray, window_bytes: int, min_tokens: int) -> list[np.ndarray]:
+    """Consecutive runs of tokens covering about window_bytes of file, and enough tokens to keep every thread busy."""
+    batches = []
+    first = 0
+    covered = 0
+    for k, size in enumerate(sizes.tolist()):
+        covered += size
+        if covered >= window_bytes and k + 1 - first >= min_tokens:
+            batches.append(ids[first : k + 1])
+            first = k + 1
+            covered = 0
+    if first < len(ids):
+        batches.append(ids[first:])
+    return batches
+
+
 def _interleave(ids: np.ndarray, n_threads: int) -> np.ndarray:
     """Order so that numba's contiguous per-thread blocks each get every n-th token (balanced sizes)."""
     return np.concatenate([ids[r::n_threads] for r in range(n_threads)])
@@ -269,10 +307,9 @@ def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_att
     status = np.zeros((n, 4), dtype=np.int64)
     hard = np.zeros((n, HARD_SLOTS, 3), dtype=np.int64)
     n_threads = numba.get_num_threads()
-    data_bytes = int((layout.data_close[ids] - layout.data_open[ids]).sum()) if len(ids) else 0
-    cut = np.searchsorted(np.cumsum(layout.data_close[ids] - layout.data_open[ids]), np.arange(
-        window_bytes, data_bytes + window_bytes, window_bytes))
-    batches = np.split(ids, np.unique(np.clip(cut + 1, 0, len(ids))))
+    sizes = layout.data_close[ids] - layout.data_open[ids]
+    data_bytes = int(sizes.sum())
+    batches = _batches(ids, sizes, window_bytes, 2 * n_threads)
     with _progress(data_bytes, progress, "decode") as bar:
         for batch in batches:
             if not len(batch):

@@ -7,8 +7,8 @@ a correctly rounded double:
 
 * Clinger's fast path when the digits fit in 53 bits and the power of ten is exact;
 * otherwise the Eisel-Lemire algorithm (128-bit truncated powers of five);
-* numbers it cannot settle (more than 19 significant digits, integers of more than
-  15 digits, or the rare ambiguous Eisel-Lemire product) are reported as "hard" and
+* numbers it cannot settle (more significant digits than a uint64 holds, integers
+  above 2**53, or the rare ambiguous Eisel-Lemire product) are reported as "hard" and
   finished in Python by the reference itself, so exactness never rests on a guess.
 
 All arithmetic on mantissas stays in uint64 (numba would otherwise promote mixed
@@ -44,6 +44,16 @@ PRECISION_MASK = np.uint64(0x1FF)  # ALL_ONES >> 55: 52 mantissa bits + 3
 HIDDEN_BIT = np.uint64(1 << 52)
 TWO_HIDDEN = np.uint64(2 << 52)
 MAX_CLINGER_MANTISSA = np.uint64(1 << 53)
+MAX_BEFORE_DIGIT = np.uint64(10**18)  # w * 10 + d still exact in a uint64
+MAX_BEFORE_EIGHT_DIGITS = np.uint64(10**11)  # w * 10**8 + eight digits still exact
+U100000000 = np.uint64(10**8)
+HIGH_NIBBLES = np.uint64(0xF0F0F0F0F0F0F0F0)
+SIXES = np.uint64(0x0606060606060606)
+THREES = np.uint64(0x3333333333333333)
+ZEROS = np.uint64(0x3030303030303030)
+LOW_BYTE_PAIRS = np.uint64(0x000000FF000000FF)
+MUL_100_1000000 = np.uint64(100 + (1000000 << 32))
+MUL_1_10000 = np.uint64(1 + (10000 << 32))
 NOT_ONE = np.uint64(0xFFFFFFFFFFFFFFFE)
 NOT_HIDDEN = np.uint64(0xFFFFFFFFFFFFFFFF ^ (1 << 52))
 
@@ -74,7 +84,7 @@ def _mul_64x64(typingctx, a, b):
     return signature, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _leading_zeros(w):
     n = 0
     if w >> np.uint64(32) == U0:
@@ -146,12 +156,49 @@ def eisel_lemire(w, q):
     return True, np.float64(mantissa) * POW2[power2]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@intrinsic
+def load_u64(typingctx, buf, index):
+    """Eight bytes of a uint8 array at any offset, as one little-endian uint64.
+
+    Unchecked: callers guarantee index + 8 <= the end they may read to.
+    """
+    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and isinstance(index, types.Integer)):
+        return None
+    signature = types.uint64(buf, index)
+
+    def codegen(context, builder, sig, args):
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        offset = context.cast(builder, args[1], sig.args[1], types.intp)
+        pointer = builder.bitcast(builder.gep(array.data, [offset]), ir.IntType(64).as_pointer())
+        return builder.load(pointer, align=1)
+
+    return signature, codegen
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _is_eight_digits(chunk):
+    return (
+        (chunk & HIGH_NIBBLES) | (((chunk + SIXES) & HIGH_NIBBLES) >> np.uint64(4))
+    ) == THREES
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _parse_eight_digits(chunk):
+    """Value of eight ASCII digits packed little-endian in a uint64 (SWAR, no loop)."""
+    chunk = chunk - ZEROS
+    chunk = (chunk * U10) + (chunk >> np.uint64(8))
+    chunk = (
+        ((chunk & LOW_BYTE_PAIRS) * MUL_100_1000000) + (((chunk >> np.uint64(16)) & LOW_BYTE_PAIRS) * MUL_1_10000)
+    ) >> U32
+    return chunk & MASK32
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _is_digit(b):
     return b >= 48 and b <= 57
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _match(buf, p, end, word):
     """True if buf[p:p+len(word)] == word and it fits before end."""
     n = len(word)
@@ -168,7 +215,7 @@ LIT_NAN = np.frombuffer(b"NaN", dtype=np.uint8).copy()
 LIT_INFINITY = np.frombuffer(b"Infinity", dtype=np.uint8).copy()
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def parse_value(buf, p, end):
     """Parse one JSON number or literal starting at buf[p], not reading at or past end.
 
@@ -205,17 +252,16 @@ def parse_value(buf, p, end):
         return NAN32, p, BAD_NUMBER
 
     w = U0
-    significant = 0  # digits counted from the first non-zero one
+    too_many = False  # more digits than a uint64 holds exactly: the reference finishes it
     exponent = 0
     if b == 48:  # a leading 0 stands alone
         p += 1
     else:
         while p < end and _is_digit(buf[p]):
-            if significant < 19:
+            if w < MAX_BEFORE_DIGIT:
                 w = w * U10 + np.uint64(buf[p] - 48)
             else:
-                exponent += 1
-            significant += 1
+                too_many = True
             p += 1
     is_integer = True
     if p < end and buf[p] == 46:  # .
@@ -225,15 +271,19 @@ def parse_value(buf, p, end):
             return NAN32, p, TRUNCATED
         if not _is_digit(buf[p]):
             return NAN32, p, BAD_NUMBER
+        while p + 8 <= end and w < MAX_BEFORE_EIGHT_DIGITS:
+            chunk = load_u64(buf, p)
+            if not _is_eight_digits(chunk):
+                break
+            w = w * U100000000 + _parse_eight_digits(chunk)
+            exponent -= 8
+            p += 8
         while p < end and _is_digit(buf[p]):
-            digit = buf[p] - 48
-            if significant < 19:
-                w = w * U10 + np.uint64(digit)
+            if w < MAX_BEFORE_DIGIT:
+                w = w * U10 + np.uint64(buf[p] - 48)
                 exponent -= 1
-                if significant > 0 or digit != 0:
-                    significant += 1
             else:
-                significant += 1
+                too_many = True
             p += 1
     if p < end and (buf[p] == 101 or buf[p] == 69):  # e E
         is_integer = False
@@ -255,7 +305,7 @@ def parse_value(buf, p, end):
             p += 1
         exponent += -literal if exp_negative else literal
 
-    if significant > 19 or (is_integer and significant > 15):
+    if too_many or (is_integer and w > MAX_CLINGER_MANTISSA):
         return NAN32, p, HARD
     if w == U0:
         # json.loads turns "-0" into the integer 0, but "-0.0" into the float -0.0

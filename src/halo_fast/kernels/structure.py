@@ -2,9 +2,10 @@
 
 Two steps per window of the file:
 
-1. ``find_structural`` (parallel): the positions of the bytes that shape JSON
-   outside numbers -- quote, backslash, brackets, braces, colon. Inside attention
-   arrays there are none, so this index is tiny next to the file.
+1. ``find_structural``: the positions of the bytes that shape JSON outside
+   numbers -- quote, backslash, brackets, braces, colon. Inside attention arrays
+   there are none; the driver does not even scan their bulk, it jumps to the
+   closing bracket with memchr, and pass 2 checks every byte it skipped.
 2. ``walk_structure`` (serial, over that index only): a JSON state machine that
    follows strings and escapes, nesting and keys, and reports an event whenever
    a generated token or its ``attention.data`` array opens or closes. Its state
@@ -19,7 +20,7 @@ attention.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 QUOTE, BACKSLASH, COLON = 34, 92, 58
 OPEN_ARRAY, CLOSE_ARRAY, OPEN_OBJECT, CLOSE_OBJECT = 91, 93, 123, 125
@@ -57,6 +58,12 @@ KEY_TEXT_ATTENTION = np.frombuffer(b"attention", dtype=np.uint8).copy()
 KEY_TEXT_DATA = np.frombuffer(b"data", dtype=np.uint8).copy()
 
 
+def inside_data(state, roles) -> bool:
+    """Is the walker inside an attention data array (outside any string)?"""
+    depth = state[S_DEPTH]
+    return bool(depth > 0 and roles[depth - 1] == ROLE_DATA and not state[S_IN_STRING])
+
+
 def new_walker_state():
     """Fresh state for walk_structure: (scalars, container kinds, roles)."""
     state = np.zeros(STATE_SIZE, dtype=np.int64)
@@ -80,26 +87,16 @@ def _count_structural(buf, lo, hi):
     return count
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def find_structural(buf, lo, hi, n_chunks):
+@njit(cache=True, nogil=True, error_model="numpy")
+def find_structural(buf, lo, hi):
     """Sorted int64 positions p in [lo, hi) where buf[p] is structural."""
-    size = hi - lo
-    bounds = np.empty(n_chunks + 1, dtype=np.int64)
-    for c in range(n_chunks + 1):
-        bounds[c] = lo + size * c // n_chunks
-    counts = np.zeros(n_chunks + 1, dtype=np.int64)
-    for c in prange(n_chunks):
-        counts[c + 1] = _count_structural(buf, bounds[c], bounds[c + 1])
-    for c in range(n_chunks):
-        counts[c + 1] += counts[c]
-    positions = np.empty(counts[n_chunks], dtype=np.int64)
-    for c in prange(n_chunks):
-        o = counts[c]
-        limit = counts[c + 1]
-        for p in range(bounds[c], bounds[c + 1]):
-            if _is_structural(buf[p]) and o < limit:
-                positions[o] = p
-                o += 1
+    hi = min(hi, buf.shape[0])
+    positions = np.empty(_count_structural(buf, lo, hi), dtype=np.int64)
+    o = 0
+    for p in range(lo, hi):
+        if _is_structural(buf[p]) and o < positions.shape[0]:
+            positions[o] = p
+            o += 1
     return positions
 
 
