@@ -10,7 +10,7 @@ from .errors import CaptureError
 
 __version__ = "0.1.0"
 
-__all__ = ["CaptureError", "Capture", "load", "__version__"]
+__all__ = ["CaptureError", "Capture", "Reduced", "load", "reduce", "__version__"]
 
 
 def load(path, **kwargs):
@@ -20,9 +20,20 @@ def load(path, **kwargs):
     return load_json(path, **kwargs)
 
 
+def reduce(source, op="mean", over=("layers", "heads"), layers=None, heads=None, every=1, tokens=None, **kwargs):
+    """Reduce a capture over layers and/or heads, streaming (see :func:`halo_fast.reduction.reduce`)."""
+    from .reduction import reduce as _reduce
+
+    return _reduce(source, op, over, layers, heads, every, tokens, **kwargs)
+
+
 def __getattr__(name):
     if name == "Capture":
         from .capture import Capture
 
         return Capture
+    if name == "Reduced":
+        from .reduction import Reduced
+
+        return Reduced
     raise AttributeError(name)

@@ -136,6 +136,12 @@ class Capture:
         with_attention = np.flatnonzero(self.tokens["has_attention"])
         return int(self.shapes[with_attention[0], 1]) if len(with_attention) else 0
 
+    def reduce(self, op="mean", over=("layers", "heads"), layers=None, heads=None, every=1, tokens=None):
+        """Mean (max, min, sum, nanmean) over layers and/or heads; see :func:`halo_fast.reduce`."""
+        from .reduction import reduce_capture
+
+        return reduce_capture(self, op, over, layers, heads, every, tokens)
+
     def __repr__(self) -> str:
         return (
             f"Capture({self.path!r}: {len(self)} tokens, {self.n_layers} layers x {self.n_heads} heads, "

@@ -12,7 +12,7 @@ import sys
 from ..errors import CaptureError
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = ["synth", "decode"]
+SUBCOMMANDS = ["demo", "decode", "synth"]
 
 
 class UsageError(Exception):

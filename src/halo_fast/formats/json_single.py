@@ -315,6 +315,7 @@ def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_att
             if not len(batch):
                 continue
             order = _interleave(batch, n_threads)
+            mapped.populate(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
             decode_arrays(buf, layout.data_open, layout.data_close, offsets, counts, order, values, status, hard)
             _check_status(mapped, layout, tokens, status, counts, batch, MESSAGES, ARRAY_OK)
             for i in batch[status[batch, 3] > 0]:
@@ -356,25 +357,121 @@ def _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, 
         values[base + index] = _reference_value(mapped.read(start, stop), mapped.path, start, step)
 
 
+def reduce_attention(scan: "ScannedJson", ids: np.ndarray, plan) -> np.ndarray:
+    """Pass 2, fused: parse and fold the selected tokens, never holding their full tensors.
+
+    Returns float32 [len(ids), groups, max context], NaN beyond each token's context.
+    """
+    import numba
+
+    from ..kernels.arrays import ARRAY_OK, MESSAGES
+    from ..kernels.reduce import ARRAY_HAS_HARD, reduce_arrays, reduce_decoded
+    from ..reduction import output_array
+
+    layout = scan.layout
+    n = len(layout.data_open)
+    contexts = scan.shapes[:, 2].copy()
+    max_context = int(contexts[ids].max()) if len(ids) else 0
+    data = output_array(len(ids), plan, max_context)
+    out_rows = np.full(n, -1, dtype=np.int64)
+    out_rows[ids] = np.arange(len(ids))
+    n_threads = numba.get_num_threads()
+    acc = np.zeros((n_threads, plan.n_groups, max_context), dtype=np.float64)
+    counts = np.zeros((n_threads, plan.n_groups, max_context), dtype=np.int64)
+    status = np.zeros((n, 4), dtype=np.int64)
+    n_rows = plan.n_layers * plan.n_heads
+    sizes = layout.data_close[ids] - layout.data_open[ids]
+    with _progress(int(sizes.sum()), scan.progress, "reduce") as bar:
+        for batch in _batches(ids, sizes, scan.window_bytes, 2 * n_threads):
+            order = _interleave(batch, n_threads)
+            scan.mapped.populate(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
+            reduce_arrays(scan.mapped.bytes, layout.data_open, layout.data_close, contexts, out_rows, order, n_rows,
+                          plan.row_group, plan.first_row, plan.group_size, plan.op_code, acc, counts, data, status)
+            hard = batch[status[batch, 0] == ARRAY_HAS_HARD]
+            status[hard, 0] = ARRAY_OK
+            _check_status(scan.mapped, layout, scan.tokens, status, np.diff(scan.offsets), batch, MESSAGES, ARRAY_OK)
+            for i in hard.tolist():  # rare: decode this token exactly, then fold it the same way
+                values = _decode_one(scan, i)
+                reduce_decoded(values, n_rows, int(contexts[i]), plan.row_group, plan.first_row, plan.group_size,
+                               plan.op_code, acc[0], counts[0], data[out_rows[i]])
+            scan.mapped.release(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
+            bar.update(int((layout.data_close[batch] - layout.data_open[batch]).sum()))
+    return data
+
+
+def _decode_one(scan: "ScannedJson", i: int) -> np.ndarray:
+    """One token's attention, decoded in full (hard numbers finished by the reference)."""
+    from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
+
+    layout = scan.layout
+    count = int(scan.offsets[i + 1] - scan.offsets[i])
+    values = np.empty(count, dtype=np.float32)
+    status = np.zeros((1, 4), dtype=np.int64)
+    hard = np.zeros((1, HARD_SLOTS, 3), dtype=np.int64)
+    counts = np.array([count], dtype=np.int64)
+    zero = np.zeros(1, dtype=np.int64)
+    decode_arrays(scan.mapped.bytes, layout.data_open[i : i + 1], layout.data_close[i : i + 1], zero, counts, zero,
+                  values, status, hard)
+    _check_status(scan.mapped, layout, [scan.tokens[i]], status, counts, zero, MESSAGES, ARRAY_OK)
+    local = Layout(layout.token_open[i : i + 1], layout.token_close[i : i + 1], layout.data_open[i : i + 1],
+                   layout.data_close[i : i + 1])
+    if status[0, 3]:
+        _finish_hard(scan.mapped, local, [scan.tokens[i]], zero, counts, values, status, hard, 0, HARD_SLOTS)
+    return values
+
+
+class ScannedJson:
+    """A mapped single-JSON capture after pass 1 and the skeleton parse: everything but the floats.
+
+    Use as a context manager; ``mapped`` stays open for a pass 2 (decode or reduce).
+    """
+
+    def __init__(self, path, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False):
+        self.path = str(path)
+        self.window_bytes = window_bytes
+        self.progress = progress
+        self.mapped = MappedFile(path)
+
+    def __enter__(self) -> "ScannedJson":
+        self.mapped.__enter__()
+        try:
+            self.layout = scan_structure(self.mapped, self.window_bytes, self.progress)
+            self.document = Skeleton(self.mapped, self.layout).parse()
+            self.tokens, self.shapes, self.has_attention, self.offsets = plan_tokens(
+                self.document, self.layout, self.path
+            )
+            prompt = self.document.get("prompt_tokens") or []
+            if not isinstance(prompt, list):
+                raise CaptureError("'prompt_tokens' is not a list", self.path, None)
+            self.prompt_table = Table.from_records(prompt, PROMPT_COLUMNS)
+            self.token_table = token_table(self.tokens, self.shapes, self.has_attention)
+            metadata = self.document.get("metadata")
+            self.metadata = metadata if isinstance(metadata, dict) else {}
+        except BaseException:
+            self.mapped.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.mapped.__exit__(*exc_info)
+
+    def step_of(self, i: int):
+        return self.tokens[i].get("step", i)
+
+
 def load_json(path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False) -> Capture:
     """Decode a single-JSON capture; see the module docstring for how."""
-    with MappedFile(path) as mapped:
-        layout = scan_structure(mapped, window_bytes, progress)
-        skeleton = Skeleton(mapped, layout)
-        document = skeleton.parse()
-        del skeleton
-        tokens, shapes, has_attention, offsets = plan_tokens(document, layout, mapped.path)
-        values = decode_attention(mapped, layout, tokens, shapes, has_attention, offsets, window_bytes, progress)
-    prompt = document.get("prompt_tokens") or []
-    if not isinstance(prompt, list):
-        raise CaptureError("'prompt_tokens' is not a list", path, None)
-    metadata = document.get("metadata")
-    return Capture(
-        metadata=metadata if isinstance(metadata, dict) else {},
-        prompt_tokens=Table.from_records(prompt, PROMPT_COLUMNS),
-        tokens=token_table(tokens, shapes, has_attention),
-        values=values,
-        offsets=offsets,
-        shapes=shapes,
-        path=str(path),
-    )
+    with ScannedJson(path, window_bytes, progress) as scan:
+        values = decode_attention(
+            scan.mapped, scan.layout, scan.tokens, scan.shapes, scan.has_attention, scan.offsets, window_bytes,
+            progress,
+        )
+        return Capture(
+            metadata=scan.metadata,
+            prompt_tokens=scan.prompt_table,
+            tokens=scan.token_table,
+            values=values,
+            offsets=scan.offsets,
+            shapes=scan.shapes,
+            path=scan.path,
+        )

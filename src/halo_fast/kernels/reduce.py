@@ -1,0 +1,167 @@
+"""Fused parse-and-reduce of attention arrays: the full tensor is never built.
+
+A token's data array is row-major ``[layers, heads, ctx]``; row ``r = l * heads + h``.
+``row_group[r]`` names the output row a kept (layer, head) row folds into (0 for
+mean over both, ``h`` over layers, ``l`` over heads) or -1 for a row not selected,
+whose numbers are stepped over without being parsed. Sums accumulate in float64
+in per-thread scratch rows allocated once by the caller; max and min follow
+numpy (NaN propagates).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .arrays import (
+    ARRAY_BAD_NUMBER,
+    ARRAY_BAD_SEPARATOR,
+    ARRAY_OK,
+    ARRAY_TOO_FEW,
+    ARRAY_TOO_MANY,
+    ARRAY_TRAILING_COMMA,
+    ARRAY_TRUNCATED,
+)
+from .floats import HARD, OK, TRUNCATED, parse_value
+
+OP_SUM, OP_MEAN, OP_MAX, OP_MIN, OP_NANMEAN = 0, 1, 2, 3, 4
+OPS = {"sum": OP_SUM, "mean": OP_MEAN, "max": OP_MAX, "min": OP_MIN, "nanmean": OP_NANMEAN}
+
+# Status codes are shared with kernels.arrays (and its MESSAGES), plus one:
+ARRAY_HAS_HARD = 7  # a number the fast parser declines: the caller decodes this token in full
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _combine(acc, counts, g, c, x, op, first):
+    if op == OP_MAX:
+        a = acc[g, c]
+        if first or not (a >= x or a != a):
+            acc[g, c] = x
+    elif op == OP_MIN:
+        a = acc[g, c]
+        if first or not (a <= x or a != a):
+            acc[g, c] = x
+    elif op == OP_NANMEAN:
+        if x == x:
+            acc[g, c] += x
+            counts[g, c] += 1
+    else:
+        acc[g, c] += x
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def start_groups(acc, counts, n_groups, ctx):
+    for g in range(n_groups):
+        for c in range(ctx):
+            acc[g, c] = 0.0
+            counts[g, c] = 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def finish_groups(acc, counts, n_groups, ctx, op, group_size, out):
+    """Write the reduced rows of one token into out[g, :ctx] (float32)."""
+    for g in range(n_groups):
+        for c in range(ctx):
+            a = acc[g, c]
+            if op == OP_MEAN:
+                a = a / group_size[g]
+            elif op == OP_NANMEAN:
+                a = a / counts[g, c] if counts[g, c] > 0 else np.nan
+            out[g, c] = np.float32(a)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, counts):
+    """Parse (or step over) the n_rows * ctx values of one array, folding kept rows into acc.
+
+    Returns (code, byte position, values seen).
+    """
+    count = n_rows * ctx
+    p = start + 1
+    while p < end and (buf[p] == 32 or buf[p] == 10 or buf[p] == 13 or buf[p] == 9):
+        p += 1
+    if p == end:
+        return (ARRAY_OK if count == 0 else ARRAY_TOO_FEW), p, 0
+    n = 0
+    r = 0
+    c = 0
+    g = row_group[0] if n_rows > 0 else -1
+    while True:
+        if n >= count:
+            return ARRAY_TOO_MANY, p, n
+        if g >= 0:
+            value, after, status = parse_value(buf, p, end)
+            if status != OK:
+                if status == HARD:
+                    return ARRAY_HAS_HARD, p, n
+                if status == TRUNCATED:
+                    return ARRAY_TRUNCATED, after, n
+                return ARRAY_BAD_NUMBER, after, n
+            _combine(acc, counts, g, c, np.float64(value), op, r == first_row[g])
+        else:
+            after = p
+            while after < end:
+                b = buf[after]
+                if b == 44 or b == 32 or b == 10 or b == 13 or b == 9:
+                    break
+                after += 1
+            if after == p:
+                return ARRAY_BAD_NUMBER, p, n
+        n += 1
+        c += 1
+        if c == ctx:
+            c = 0
+            r += 1
+            if r < n_rows:
+                g = row_group[r]
+        p = after
+        while p < end and (buf[p] == 32 or buf[p] == 10 or buf[p] == 13 or buf[p] == 9):
+            p += 1
+        if p == end:
+            break
+        if buf[p] != 44:
+            return ARRAY_BAD_SEPARATOR, p, n
+        p += 1
+        while p < end and (buf[p] == 32 or buf[p] == 10 or buf[p] == 13 or buf[p] == 9):
+            p += 1
+        if p == end:
+            return ARRAY_TRAILING_COMMA, p, n
+    if n != count:
+        return ARRAY_TOO_FEW, end, n
+    return ARRAY_OK, end, n
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def reduce_arrays(buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, first_row, group_size, op,
+                  acc, counts, out, status):
+    """reduce_array over tokens ``order[k]`` in parallel into out[out_rows[i], :, :ctx]."""
+    n_groups = group_size.shape[0]
+    for k in prange(order.shape[0]):
+        i = order[k]
+        thread = numba.get_thread_id()
+        ctx = ctxs[i]
+        start_groups(acc[thread], counts[thread], n_groups, ctx)
+        code, position, seen = reduce_array(
+            buf, starts[i], ends[i], n_rows, ctx, row_group, first_row, op, acc[thread], counts[thread]
+        )
+        status[i, 0] = code
+        status[i, 1] = position
+        status[i, 2] = seen
+        if code == ARRAY_OK:
+            finish_groups(acc[thread], counts[thread], n_groups, ctx, op, group_size, out[out_rows[i]])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def reduce_decoded(values, n_rows, ctx, row_group, first_row, group_size, op, acc, counts, out):
+    """The same fold over an already decoded token (values: float32[n_rows * ctx])."""
+    n_groups = group_size.shape[0]
+    start_groups(acc, counts, n_groups, ctx)
+    for r in range(n_rows):
+        g = row_group[r]
+        if g < 0:
+            continue
+        for c in range(ctx):
+            _combine(acc, counts, g, c, np.float64(values[r * ctx + c]), op, r == first_row[g])
+    finish_groups(acc, counts, n_groups, ctx, op, group_size, out)
+

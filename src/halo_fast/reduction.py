@@ -1,0 +1,238 @@
+"""Layer/head reductions and token sampling: the guide's "mean over layers and heads per step".
+
+``reduce(path, ...)`` streams: each token's numbers are parsed and folded in one
+pass, so memory does not grow with the file. ``Capture.reduce`` applies the very
+same fold to an already decoded capture, so both give identical numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .capture import Capture, Table
+from .errors import CaptureError
+
+AXES = ("layers", "heads")
+
+
+@dataclass
+class ReducePlan:
+    """Which (layer, head) rows fold into which output row, and how."""
+
+    op: str
+    over: tuple[str, ...]
+    layers: np.ndarray
+    heads: np.ndarray
+    n_layers: int
+    n_heads: int
+    row_group: np.ndarray  # int64[n_layers * n_heads]: output row, or -1 when not selected
+    first_row: np.ndarray  # int64[groups]: first (file order) row folding into each group
+    group_size: np.ndarray  # float64[groups]: rows per group (the mean's divisor)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_size)
+
+    @property
+    def op_code(self) -> int:
+        from .kernels.reduce import OPS
+
+        return OPS[self.op]
+
+
+@dataclass
+class Reduced:
+    """A reduced capture: ``data[t]`` is generation step ``steps[t]`` (NaN beyond its context)."""
+
+    data: np.ndarray
+    steps: np.ndarray
+    context_lengths: np.ndarray
+    positions: np.ndarray
+    token_ids: np.ndarray
+    texts: np.ndarray
+    prompt: Table
+    metadata: dict
+    op: str
+    over: tuple[str, ...]
+    layers: list[int]
+    heads: list[int]
+    every: int
+    tokens: tuple | None
+    source: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return (
+            f"Reduced({self.op} over {'+'.join(self.over)}: data {self.data.shape}, "
+            f"steps {self.steps[:1].tolist()}..{self.steps[-1:].tolist()})"
+        )
+
+
+def parse_selection(spec, n: int, name: str) -> np.ndarray:
+    """Sorted unique indices from an int, list, slice, or text like "20-27", "-4:", "0,3,5" (None: all)."""
+    if spec is None:
+        return np.arange(n, dtype=np.int64)
+    if isinstance(spec, slice):
+        chosen = list(range(n))[spec]
+    elif isinstance(spec, (int, np.integer)):
+        chosen = [int(spec)]
+    elif isinstance(spec, str):
+        chosen = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if ":" in part:
+                pieces = [int(x) if x.strip() else None for x in part.split(":")]
+                if len(pieces) > 3:
+                    raise ValueError(f"bad {name} selection {spec!r}")
+                chosen += list(range(n))[slice(*pieces)]
+            elif re.fullmatch(r"\d+\s*-\s*\d+", part):
+                lo, hi = (int(x) for x in part.split("-"))
+                chosen += list(range(lo, hi + 1))
+            else:
+                try:
+                    chosen.append(int(part))
+                except ValueError:
+                    raise ValueError(f"bad {name} selection {spec!r}: use e.g. 5, 0,3, 20-27 or -4:") from None
+    else:
+        chosen = [int(x) for x in spec]
+    out = []
+    for i in chosen:
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise ValueError(f"{name} {i} out of range: the capture has {n} {name}")
+        out.append(j)
+    if not out:
+        raise ValueError(f"the {name} selection {spec!r} selects nothing")
+    return np.unique(np.array(out, dtype=np.int64))
+
+
+def make_plan(op: str, over, layers, heads, n_layers: int, n_heads: int) -> ReducePlan:
+    from .kernels.reduce import OPS
+
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; choose from {', '.join(OPS)}")
+    over = (over,) if isinstance(over, str) else tuple(over)
+    if not over or any(axis not in AXES for axis in over) or len(set(over)) != len(over):
+        raise ValueError(f"over must be 'layers', 'heads' or both, got {over!r}")
+    over = tuple(axis for axis in AXES if axis in over)
+    layer_ids = parse_selection(layers, n_layers, "layers")
+    head_ids = parse_selection(heads, n_heads, "heads")
+    row_group = np.full(n_layers * n_heads, -1, dtype=np.int64)
+    for li, layer in enumerate(layer_ids.tolist()):
+        for hi, head in enumerate(head_ids.tolist()):
+            if over == AXES:
+                group = 0
+            elif over == ("layers",):
+                group = hi
+            else:
+                group = li
+            row_group[layer * n_heads + head] = group
+    n_groups = int(row_group.max()) + 1
+    first_row = np.array([np.flatnonzero(row_group == g)[0] for g in range(n_groups)], dtype=np.int64)
+    group_size = np.bincount(row_group[row_group >= 0], minlength=n_groups).astype(np.float64)
+    return ReducePlan(op, over, layer_ids, head_ids, n_layers, n_heads, row_group, first_row, group_size)
+
+
+def select_tokens(steps: np.ndarray, has_attention: np.ndarray, every: int = 1, tokens=None) -> np.ndarray:
+    """Indices of tokens to keep: with attention, step in [start, stop), (step - start) % every == 0."""
+    if int(every) < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    start, stop = _token_range(tokens)
+    keep = has_attention.copy()
+    if start is not None:
+        keep &= steps >= start
+    if stop is not None:
+        keep &= steps < stop
+    keep &= (steps - (start or 0)) % int(every) == 0
+    return np.flatnonzero(keep)
+
+
+def _token_range(tokens):
+    if tokens is None:
+        return None, None
+    if isinstance(tokens, str):
+        parts = tokens.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"tokens range must look like START:STOP, got {tokens!r}")
+        return tuple(int(x) if x.strip() else None for x in parts)
+    start, stop = tokens
+    return start, stop
+
+
+def output_array(n_tokens: int, plan: ReducePlan, max_context: int) -> np.ndarray:
+    return np.full((n_tokens, plan.n_groups, max_context), np.nan, dtype=np.float32)
+
+
+def finish(data: np.ndarray, ids: np.ndarray, token_table: Table, prompt: Table, metadata: dict, plan: ReducePlan,
+           every: int, tokens, source) -> Reduced:
+    if plan.over == AXES:
+        data = data[:, 0, :]
+    return Reduced(
+        data=data,
+        steps=np.asarray(token_table["step"])[ids],
+        context_lengths=np.asarray(token_table["context_length"])[ids],
+        positions=np.asarray(token_table["position"])[ids],
+        token_ids=np.asarray(token_table["token_id"])[ids],
+        texts=np.asarray(token_table["text"])[ids],
+        prompt=prompt,
+        metadata=metadata,
+        op=plan.op,
+        over=plan.over,
+        layers=plan.layers.tolist(),
+        heads=plan.heads.tolist(),
+        every=int(every),
+        tokens=None if tokens is None else _token_range(tokens),
+        source=source,
+    )
+
+
+def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None) -> Reduced:
+    """The same reduction on a decoded Capture (used by ``Capture.reduce``)."""
+    from .kernels.reduce import reduce_decoded
+
+    plan = make_plan(op, over, layers, heads, cap.n_layers, cap.n_heads)
+    ids = select_tokens(cap.tokens["step"], cap.tokens["has_attention"], every, tokens)
+    max_context = int(cap.shapes[ids, 2].max()) if len(ids) else 0
+    data = output_array(len(ids), plan, max_context)
+    acc = np.zeros((plan.n_groups, max_context), dtype=np.float64)
+    counts = np.zeros((plan.n_groups, max_context), dtype=np.int64)
+    n_rows = plan.n_layers * plan.n_heads
+    for row, i in enumerate(ids.tolist()):
+        ctx = int(cap.shapes[i, 2])
+        values = cap.values[cap.offsets[i] : cap.offsets[i + 1]]
+        reduce_decoded(values, n_rows, ctx, plan.row_group, plan.first_row, plan.group_size, plan.op_code, acc,
+                       counts, data[row])
+    return finish(data, ids, cap.tokens, cap.prompt_tokens, cap.metadata, plan, every, tokens, cap.path)
+
+
+def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None, *, progress=False,
+           window_bytes=None) -> Reduced:
+    """Reduce a capture over layers and/or heads, streaming from the file.
+
+    ``op``: mean, max, min, sum (NaN propagates) or nanmean; ``over``: "layers",
+    "heads" or both; ``layers`` / ``heads``: which to keep first (int, list, slice,
+    "20-27", "-4:"); ``every``: keep every Nth step; ``tokens``: (start, stop) steps.
+    """
+    if isinstance(source, Capture):
+        return reduce_capture(source, op, over, layers, heads, every, tokens)
+    from .formats.json_single import DEFAULT_WINDOW_BYTES, ScannedJson, reduce_attention
+
+    window_bytes = window_bytes or DEFAULT_WINDOW_BYTES
+    with ScannedJson(source, window_bytes, progress) as scan:
+        with_attention = np.flatnonzero(scan.has_attention)
+        if not len(with_attention):
+            raise CaptureError("no generated token has attention to reduce", scan.path, None)
+        n_layers, n_heads = (int(d) for d in scan.shapes[with_attention[0], :2])
+        plan = make_plan(op, over, layers, heads, n_layers, n_heads)
+        ids = select_tokens(scan.token_table["step"], scan.has_attention, every, tokens)
+        data = reduce_attention(scan, ids, plan)
+        return finish(data, ids, scan.token_table, scan.prompt_table, scan.metadata, plan, every, tokens, scan.path)
