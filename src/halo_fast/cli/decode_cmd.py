@@ -22,6 +22,16 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def context_text(cap, position: int):
+    """Text of the context token at ``position``: a prompt token, or an earlier generated one."""
+    prompt_positions = cap.prompt_tokens["position"]
+    hits = np.flatnonzero(prompt_positions == position)
+    if len(hits):
+        return str(cap.prompt_tokens["text"][hits[0]])
+    hits = np.flatnonzero(cap.tokens["position"] == position)
+    return str(cap.tokens["text"][hits[0]]) if len(hits) else None
+
+
 def summarize(cap, seconds: float, size: int, top: int) -> dict:
     """What a user wants to see first: sizes, speed, and where the last token looked."""
     steps_with = np.flatnonzero(cap.tokens["has_attention"])
@@ -45,14 +55,9 @@ def summarize(cap, seconds: float, size: int, top: int) -> dict:
     if len(steps_with):
         last = int(steps_with[-1])
         mean = cap.attention(last).mean(axis=(0, 1), dtype=np.float64)
-        texts = cap.prompt_tokens["text"]
         for position in np.argsort(mean, kind="stable")[::-1][:top].tolist():
             summary["top_attended"].append(
-                {
-                    "position": position,
-                    "text": str(texts[position]) if position < len(texts) else None,
-                    "score": float(mean[position]),
-                }
+                {"position": position, "text": context_text(cap, position), "score": float(mean[position])}
             )
         summary["top_attended_step"] = int(cap.tokens["step"][last])
     return summary
