@@ -76,10 +76,13 @@ def _column(name: str, values: list) -> np.ndarray:
     if name == "has_attention":
         return np.array([bool(v) for v in values], dtype=bool)
     present = [v for v in values if v is not None]
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return np.array([-1 if v is None else v for v in values], dtype=np.int64)
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    try:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            return np.array([-1 if v is None else v for v in values], dtype=np.int64)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    except OverflowError:  # integers beyond int64 (or float range): keep json's exact values
+        pass
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from ..capture import PROMPT_COLUMNS, TOKEN_COLUMNS, Capture, Table
 from ..errors import CaptureError
 from .mapped import MappedFile
 
+MAX_DIMENSION = 1 << 40  # a larger layer/head/context count is a corrupt shape, not a model
 DEFAULT_WINDOW_BYTES = 8 << 20  # file bytes resident at once, beyond the output
 
 
@@ -32,6 +34,39 @@ class Layout:
     token_close: np.ndarray
     data_open: np.ndarray
     data_close: np.ndarray
+    tokens_open: int = -1  # the '[' of generated_tokens
+    events: np.ndarray | None = None  # pass 1's (kind, token, position) rows
+
+
+STEP_FIELD = re.compile(rb'"step"\s*:\s*(-?\d+)')
+
+
+def step_hint(mapped: MappedFile, events: np.ndarray, token: int):
+    """A broken token's step, read from its first bytes (the skeleton cannot be parsed); else its index."""
+    from ..kernels.structure import EVENT_TOKEN_OPEN
+
+    opens = events[(events[:, 0] == EVENT_TOKEN_OPEN) & (events[:, 1] == token)]
+    if not len(opens):
+        return token
+    start = int(opens[0, 2])
+    found = STEP_FIELD.search(mapped.read(start, min(start + 4096, mapped.size)))
+    return int(found.group(1)) if found else token
+
+
+def check_data_content(mapped: MappedFile, events: np.ndarray) -> None:
+    """Raise for the first attention array (found so far) holding a string, object or nested array."""
+    from ..kernels import structure as st
+
+    for kind, token, start in events.tolist():
+        if kind != st.EVENT_DATA_OPEN:
+            continue
+        closes = events[(events[:, 0] == st.EVENT_DATA_CLOSE) & (events[:, 1] == token) & (events[:, 2] > start)]
+        end = int(closes[0, 2]) if len(closes) else mapped.size
+        bad = st.first_non_number_byte(mapped.bytes, start, end)
+        if bad >= 0:
+            raise CaptureError(
+                st.WALK_MESSAGES[st.WALK_IN_DATA], mapped.path, int(bad), step_hint(mapped, events, token)
+            )
 
 
 def _progress(total: int, enabled: bool, description: str):
@@ -85,18 +120,21 @@ def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False
     mapped.release(released, size)
     events = np.concatenate(event_blocks) if event_blocks else np.empty((0, 3), np.int64)
     complete = int(np.count_nonzero(events[:, 0] == st.EVENT_TOKEN_CLOSE))
-    if state[st.S_ERROR] != st.WALK_OK:
+    if state[st.S_ERROR] != st.WALK_OK or state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]:
+        check_data_content(mapped, events)  # a string or array inside data misleads the jump: say so
         token = int(state[st.S_TOKEN])
-        where = f" (in generated token #{token})" if token >= 0 else ""
+        step = step_hint(mapped, events, token) if token >= 0 else None
+        if state[st.S_ERROR] != st.WALK_OK:
+            raise CaptureError(st.WALK_MESSAGES[int(state[st.S_ERROR])], mapped.path, int(state[st.S_ERROR_AT]), step)
         raise CaptureError(
-            st.WALK_MESSAGES[int(state[st.S_ERROR])] + where, mapped.path, int(state[st.S_ERROR_AT])
+            f"truncated at byte {mapped.size} after {complete} complete generated tokens", mapped.path, mapped.size,
+            step,
         )
-    if state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]:
-        raise CaptureError(
-            f"truncated at byte {mapped.size} after {complete} complete generated tokens", mapped.path, mapped.size
-        )
+    lists = events[events[:, 0] == st.EVENT_TOKENS_OPEN]
+    if len(lists) > 1:
+        raise CaptureError("the capture has two 'generated_tokens' keys", mapped.path, int(lists[1, 2]))
     n_tokens = int(state[st.S_TOKENS])
-    layout = Layout(*(np.full(n_tokens, -1, dtype=np.int64) for _ in range(4)))
+    layout = Layout(*(np.full(n_tokens, -1, dtype=np.int64) for _ in range(4)), int(lists[0, 2]) if len(lists) else -1)
     columns = {
         st.EVENT_TOKEN_OPEN: layout.token_open,
         st.EVENT_TOKEN_CLOSE: layout.token_close,
@@ -117,6 +155,7 @@ def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False
         token = int(repeated[0])
         at = int(keys[keys[:, 1] == token][1, 2])
         raise CaptureError(f"generated token #{token} has two 'attention' keys", mapped.path, at)
+    layout.events = events
     return layout
 
 
@@ -169,7 +208,7 @@ def _shape_of(attention: dict, path: str, offset: int, step) -> tuple[int, int, 
     if (
         not isinstance(shape, list)
         or len(shape) != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < MAX_DIMENSION for d in shape)
     ):
         raise CaptureError(f"attention shape must be [layers, heads, context], got {shape!r}", path, offset, step)
     context_length = attention.get("context_length", shape[2])
@@ -180,8 +219,19 @@ def _shape_of(attention: dict, path: str, offset: int, step) -> tuple[int, int, 
     return shape[0], shape[1], shape[2]
 
 
-def plan_tokens(document, layout: Layout, path: str):
+def _element_offset(mapped: MappedFile, layout: Layout, k: int) -> int | None:
+    """Byte offset of generated_tokens[k] when it is not an object (the walker did not record it)."""
+    start = int(layout.token_close[k - 1]) + 1 if k > 0 else layout.tokens_open + 1
+    if start <= 0:
+        return None
+    text = mapped.read(start, min(start + 4096, mapped.size))
+    stripped = text.lstrip(b" \t\r\n,")
+    return start + len(text) - len(stripped)
+
+
+def plan_tokens(document, layout: Layout, mapped: MappedFile):
     """Shapes, value offsets and token table from the skeleton; all checks before any allocation."""
+    path = mapped.path
     if not isinstance(document, dict) or not isinstance(document.get("generated_tokens"), list):
         raise CaptureError(
             "not a capture: expected a JSON object with a 'generated_tokens' list "
@@ -192,8 +242,8 @@ def plan_tokens(document, layout: Layout, path: str):
     tokens = document["generated_tokens"]
     n = len(tokens)
     if n != len(layout.token_open):
-        bad = next((i for i, t in enumerate(tokens) if not isinstance(t, dict)), None)
-        raise CaptureError(f"generated token #{bad} is not a JSON object", path, None)
+        bad = next((i for i, t in enumerate(tokens) if not isinstance(t, dict)), len(layout.token_open))
+        raise CaptureError(f"generated token #{bad} is not a JSON object", path, _element_offset(mapped, layout, bad))
     shapes = np.zeros((n, 3), dtype=np.int64)
     has_attention = np.zeros(n, dtype=bool)
     for i, token in enumerate(tokens):
@@ -436,9 +486,13 @@ class ScannedJson:
         self.mapped.__enter__()
         try:
             self.layout = scan_structure(self.mapped, self.window_bytes, self.progress)
-            self.document = Skeleton(self.mapped, self.layout).parse()
+            try:
+                self.document = Skeleton(self.mapped, self.layout).parse()
+            except CaptureError:
+                check_data_content(self.mapped, self.layout.events)
+                raise
             self.tokens, self.shapes, self.has_attention, self.offsets = plan_tokens(
-                self.document, self.layout, self.path
+                self.document, self.layout, self.mapped
             )
             prompt = self.document.get("prompt_tokens") or []
             if not isinstance(prompt, list):
@@ -446,7 +500,9 @@ class ScannedJson:
             self.prompt_table = Table.from_records(prompt, PROMPT_COLUMNS)
             self.token_table = token_table(self.tokens, self.shapes, self.has_attention)
             metadata = self.document.get("metadata")
-            self.metadata = metadata if isinstance(metadata, dict) else {}
+            if metadata is not None and not isinstance(metadata, dict):
+                raise CaptureError("'metadata' is not a JSON object", self.path, None)
+            self.metadata = metadata or {}
         except BaseException:
             self.mapped.__exit__(None, None, None)
             raise

@@ -32,6 +32,7 @@ KEY_OTHER, KEY_GENERATED_TOKENS, KEY_ATTENTION, KEY_DATA = 0, 1, 2, 3
 
 # Events: (kind, token index, byte position)
 EVENT_TOKEN_OPEN, EVENT_TOKEN_CLOSE, EVENT_DATA_OPEN, EVENT_DATA_CLOSE, EVENT_ATTENTION_KEY = 1, 2, 3, 4, 5
+EVENT_TOKENS_OPEN = 6  # the generated_tokens array itself
 
 # Walker errors
 WALK_OK = 0
@@ -98,6 +99,26 @@ def find_structural(buf, lo, hi):
             positions[o] = p
             o += 1
     return positions
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def first_non_number_byte(buf, start, end):
+    """First position in (start, end) holding a byte no JSON number, literal, comma or space uses; else -1.
+
+    Pass 1 jumps over attention arrays to the first ']'; when the file then turns
+    out malformed, this finds a string or nested array inside such an array.
+    """
+    for p in range(start + 1, min(end, buf.shape[0])):
+        b = buf[p]
+        if (b >= 48 and b <= 57) or b == 44 or b == 32 or b == 10 or b == 13 or b == 9:
+            continue
+        if b == 46 or b == 45 or b == 43 or b == 101 or b == 69:  # . - + e E
+            continue
+        if b == 110 or b == 117 or b == 108 or b == 78 or b == 97 or b == 73 or b == 102 or b == 105 \
+                or b == 116 or b == 121:  # letters of null, NaN, Infinity
+            continue
+        return p
+    return -1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -232,6 +253,10 @@ def walk_structure(buf, positions, state, kinds, roles, events):
                     new_role = ROLE_ROOT
             elif role == ROLE_ROOT and c == OPEN_ARRAY and key == KEY_GENERATED_TOKENS:
                 new_role = ROLE_TOKENS
+                events[n_events, 0] = EVENT_TOKENS_OPEN
+                events[n_events, 1] = -1
+                events[n_events, 2] = p
+                n_events += 1
             elif role == ROLE_TOKENS and c == OPEN_OBJECT:
                 new_role = ROLE_TOKEN
                 token = n_tokens
