@@ -365,7 +365,6 @@ def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_att
             if not len(batch):
                 continue
             order = _interleave(batch, n_threads)
-            mapped.populate(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
             decode_arrays(buf, layout.data_open, layout.data_close, offsets, counts, order, values, status, hard)
             _check_status(mapped, layout, tokens, status, counts, batch, MESSAGES, ARRAY_OK)
             for i in batch[status[batch, 3] > 0]:
@@ -434,7 +433,6 @@ def reduce_attention(scan: "ScannedJson", ids: np.ndarray, plan) -> np.ndarray:
     with _progress(int(sizes.sum()), scan.progress, "reduce") as bar:
         for batch in _batches(ids, sizes, scan.window_bytes, 2 * n_threads):
             order = _interleave(batch, n_threads)
-            scan.mapped.populate(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
             reduce_arrays(scan.mapped.bytes, layout.data_open, layout.data_close, contexts, out_rows, order, n_rows,
                           plan.row_group, plan.first_row, plan.group_size, plan.op_code, acc, counts, data, status)
             hard = batch[status[batch, 0] == ARRAY_HAS_HARD]

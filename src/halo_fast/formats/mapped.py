@@ -14,8 +14,6 @@ import numpy as np
 
 from ..errors import CaptureError
 
-MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
-
 
 class MappedFile:
     """``with MappedFile(path) as m: m.bytes`` is a read-only uint8 view of the file."""
@@ -24,7 +22,6 @@ class MappedFile:
         self.path = os.fspath(path)
         self._file = None
         self._map = None
-        self._can_populate = hasattr(mmap, "MADV_DONTNEED")
         self.bytes = np.empty(0, dtype=np.uint8)
 
     def __enter__(self) -> "MappedFile":
@@ -52,18 +49,6 @@ class MappedFile:
         last = min(stop, self.size) // mmap.PAGESIZE * mmap.PAGESIZE
         if last > first:
             self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
-
-    def populate(self, start: int, stop: int) -> None:
-        """Map [start, stop) in one call (MADV_POPULATE_READ, Linux 5.14+) instead of a fault per page."""
-        if self._map is None or not self._can_populate:
-            return
-        first = start // mmap.PAGESIZE * mmap.PAGESIZE
-        stop = min(stop, self.size)
-        if stop > first:
-            try:
-                self._map.madvise(MADV_POPULATE_READ, first, stop - first)
-            except OSError:
-                self._can_populate = False
 
     def find(self, needle: bytes, start: int) -> int:
         """First position of needle at or after start, or -1 (memchr speed for one byte)."""

@@ -225,31 +225,34 @@ def parse_value(buf, p, end):
     if p >= end:
         return NAN32, p, TRUNCATED
     b = buf[p]
-    if b == 110:  # n
-        if _match(buf, p, end, LIT_NULL):
-            return NAN32, p + 4, OK
-        return NAN32, p, BAD_NUMBER
-    if b == 78:  # N
-        if _match(buf, p, end, LIT_NAN):
-            return NAN32, p + 3, OK
-        return NAN32, p, BAD_NUMBER
-    if b == 73:  # I
-        if _match(buf, p, end, LIT_INFINITY):
-            return INF32, p + 8, OK
-        return NAN32, p, BAD_NUMBER
     negative = False
-    if b == 45:  # -
-        negative = True
-        p += 1
-        if p >= end:
-            return NAN32, p, TRUNCATED
-        b = buf[p]
-        if b == 73:
-            if _match(buf, p, end, LIT_INFINITY):
-                return -INF32, p + 8, OK
+    if not _is_digit(b):  # the common case (a digit) skips every test below
+        if b == 45:  # -
+            negative = True
+            p += 1
+            if p >= end:
+                return NAN32, p, TRUNCATED
+            b = buf[p]
+            if b == 73:
+                if _match(buf, p, end, LIT_INFINITY):
+                    return -INF32, p + 8, OK
+                return NAN32, p, BAD_NUMBER
+            if not _is_digit(b):
+                return NAN32, p, BAD_NUMBER
+        elif b == 110:  # n
+            if _match(buf, p, end, LIT_NULL):
+                return NAN32, p + 4, OK
             return NAN32, p, BAD_NUMBER
-    if not _is_digit(b):
-        return NAN32, p, BAD_NUMBER
+        elif b == 78:  # N
+            if _match(buf, p, end, LIT_NAN):
+                return NAN32, p + 3, OK
+            return NAN32, p, BAD_NUMBER
+        elif b == 73:  # I
+            if _match(buf, p, end, LIT_INFINITY):
+                return INF32, p + 8, OK
+            return NAN32, p, BAD_NUMBER
+        else:
+            return NAN32, p, BAD_NUMBER
 
     w = U0
     too_many = False  # more digits than a uint64 holds exactly: the reference finishes it
