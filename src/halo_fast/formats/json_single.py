@@ -20,7 +20,7 @@ import numpy as np
 
 from ..capture import PROMPT_COLUMNS, TOKEN_COLUMNS, Capture, Table
 from ..errors import CaptureError
-from .mapped import MappedFile
+from .mapped import MappedFile, output_buffer
 
 MAX_DIMENSION = 1 << 40  # a larger layer/head/context count is a corrupt shape, not a model
 DEFAULT_WINDOW_BYTES = 8 << 20  # file bytes resident at once, beyond the output
@@ -350,7 +350,7 @@ def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_att
     from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
 
     buf = mapped.bytes
-    values = np.empty(int(offsets[-1]), dtype=np.float32)
+    values = output_buffer(int(offsets[-1]))
     counts = np.diff(offsets)
     ids = np.flatnonzero(has_attention)
     n = len(layout.data_open)
