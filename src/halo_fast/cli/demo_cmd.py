@@ -39,6 +39,7 @@ def run(args) -> int:
         )
         size = os.path.getsize(path)
         print(f"wrote {path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+        print("decoding it (the very first run also compiles the numba kernels: a few seconds, once)")
         started = time.perf_counter()
         cap = load(path)
         print_summary(summarize(cap, time.perf_counter() - started, size, top=5))
