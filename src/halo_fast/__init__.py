@@ -13,11 +13,12 @@ __version__ = "0.1.0"
 __all__ = ["CaptureError", "Capture", "Reduced", "load", "reduce", "__version__"]
 
 
-def load(path, **kwargs):
-    """Decode a capture file into a :class:`Capture` (float32 attention, exact)."""
-    from .formats.json_single import load_json
+def load(path, *, progress: bool = False, window_bytes: int | None = None):
+    """Decode a capture into a :class:`Capture` (float32 attention, bit-exact with json.loads)."""
+    from .formats import open_capture
 
-    return load_json(path, **kwargs)
+    with open_capture(path, progress=progress, window_bytes=window_bytes) as source:
+        return source.capture()
 
 
 def reduce(source, op="mean", over=("layers", "heads"), layers=None, heads=None, every=1, tokens=None, **kwargs):

@@ -27,17 +27,17 @@ def value_kind(attention: np.ndarray) -> tuple[str, float, float]:
 
 
 def describe(path, samples: int = 3) -> dict:
-    from .formats.json_single import ScannedJson, _decode_one
+    from .formats import open_capture
 
-    with ScannedJson(path) as scan:
+    with open_capture(path) as scan:
         with_attention = np.flatnonzero(scan.has_attention)
         steps = scan.token_table["step"]
         info = {
             "path": str(path),
-            "format": "json",
+            "format": scan.format_name,
             "file_mb": round(os.path.getsize(path) / 1e6, 1),
             "model": scan.metadata.get("model"),
-            "tokens": len(scan.tokens),
+            "tokens": len(scan.token_table),
             "tokens_with_attention": int(len(with_attention)),
             "steps": [int(steps.min()), int(steps.max())] if len(steps) else [],
             "layers": int(scan.shapes[with_attention[0], 0]) if len(with_attention) else 0,
@@ -52,7 +52,7 @@ def describe(path, samples: int = 3) -> dict:
             if len(with_attention) else []
         kinds = []
         for i in picked:
-            values = _decode_one(scan, i).reshape(tuple(int(d) for d in scan.shapes[i]))
+            values = scan.token_values(i).reshape(tuple(int(d) for d in scan.shapes[i]))
             kind, low, high = value_kind(values)
             kinds.append({"step": int(steps[i]), "kind": kind, "row_sum_min": low, "row_sum_max": high})
     found = {k["kind"] for k in kinds}

@@ -224,15 +224,15 @@ def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, token
     """
     if isinstance(source, Capture):
         return reduce_capture(source, op, over, layers, heads, every, tokens)
-    from .formats.json_single import DEFAULT_WINDOW_BYTES, ScannedJson, reduce_attention
+    from .formats import open_capture
 
-    window_bytes = window_bytes or DEFAULT_WINDOW_BYTES
-    with ScannedJson(source, window_bytes, progress) as scan:
-        with_attention = np.flatnonzero(scan.has_attention)
+    with open_capture(source, progress=progress, window_bytes=window_bytes) as capture:
+        with_attention = np.flatnonzero(capture.has_attention)
         if not len(with_attention):
-            raise CaptureError("no generated token has attention to reduce", scan.path, None)
-        n_layers, n_heads = (int(d) for d in scan.shapes[with_attention[0], :2])
+            raise CaptureError("no generated token has attention to reduce", capture.path, None)
+        n_layers, n_heads = (int(d) for d in capture.shapes[with_attention[0], :2])
         plan = make_plan(op, over, layers, heads, n_layers, n_heads)
-        ids = select_tokens(scan.token_table["step"], scan.has_attention, every, tokens)
-        data = reduce_attention(scan, ids, plan)
-        return finish(data, ids, scan.token_table, scan.prompt_table, scan.metadata, plan, every, tokens, scan.path)
+        ids = select_tokens(capture.token_table["step"], capture.has_attention, every, tokens)
+        data = capture.reduce(ids, plan)
+        return finish(data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens,
+                      capture.path)

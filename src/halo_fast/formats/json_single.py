@@ -20,6 +20,7 @@ import numpy as np
 
 from ..capture import PROMPT_COLUMNS, TOKEN_COLUMNS, Capture, Table
 from ..errors import CaptureError
+from .base import CaptureSource
 from .mapped import MappedFile, output_buffer
 
 MAX_DIMENSION = 1 << 40  # a larger layer/head/context count is a corrupt shape, not a model
@@ -468,11 +469,13 @@ def _decode_one(scan: "ScannedJson", i: int) -> np.ndarray:
     return values
 
 
-class ScannedJson:
+class ScannedJson(CaptureSource):
     """A mapped single-JSON capture after pass 1 and the skeleton parse: everything but the floats.
 
     Use as a context manager; ``mapped`` stays open for a pass 2 (decode or reduce).
     """
+
+    format_name = "json"
 
     def __init__(self, path, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False):
         self.path = str(path)
@@ -512,20 +515,18 @@ class ScannedJson:
     def step_of(self, i: int):
         return self.tokens[i].get("step", i)
 
+    def token_values(self, i: int) -> np.ndarray:
+        return _decode_one(self, i)
+
+    def decode(self) -> np.ndarray:
+        return decode_attention(self.mapped, self.layout, self.tokens, self.shapes, self.has_attention, self.offsets,
+                                self.window_bytes, self.progress)
+
+    def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
+        return reduce_attention(self, ids, plan)
+
 
 def load_json(path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False) -> Capture:
     """Decode a single-JSON capture; see the module docstring for how."""
     with ScannedJson(path, window_bytes, progress) as scan:
-        values = decode_attention(
-            scan.mapped, scan.layout, scan.tokens, scan.shapes, scan.has_attention, scan.offsets, window_bytes,
-            progress,
-        )
-        return Capture(
-            metadata=scan.metadata,
-            prompt_tokens=scan.prompt_table,
-            tokens=scan.token_table,
-            values=values,
-            offsets=scan.offsets,
-            shapes=scan.shapes,
-            path=scan.path,
-        )
+        return scan.capture()
