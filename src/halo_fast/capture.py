@@ -113,6 +113,7 @@ class Capture:
         self.offsets = offsets
         self.shapes = shapes
         self.path = path
+        self.recovery: dict | None = None  # set by load(recover=True) when the file was truncated
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

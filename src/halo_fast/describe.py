@@ -26,10 +26,10 @@ def value_kind(attention: np.ndarray) -> tuple[str, float, float]:
     return "unknown", low, high
 
 
-def describe(path, samples: int = 3) -> dict:
+def describe(path, samples: int = 3, recover: bool = False) -> dict:
     from .formats import open_capture
 
-    with open_capture(path) as scan:
+    with open_capture(path, recover=recover) as scan:
         with_attention = np.flatnonzero(scan.has_attention)
         steps = scan.token_table["step"]
         info = {
@@ -47,6 +47,7 @@ def describe(path, samples: int = 3) -> dict:
             "prompt_tokens": len(scan.prompt_table),
             "float32_mb": round(float(scan.offsets[-1]) * 4 / 1e6, 1),
             "metadata_keys": sorted(scan.metadata),
+            "recovery": scan.recovery,
         }
         picked = sorted({int(with_attention[k]) for k in np.linspace(0, len(with_attention) - 1, samples).astype(int)}) \
             if len(with_attention) else []

@@ -214,19 +214,20 @@ def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, 
     return finish(data, ids, cap.tokens, cap.prompt_tokens, cap.metadata, plan, every, tokens, cap.path)
 
 
-def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None, *, progress=False,
-           window_bytes=None) -> Reduced:
+def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None, *, recover=False,
+           progress=False, window_bytes=None) -> Reduced:
     """Reduce a capture over layers and/or heads, streaming from the file.
 
     ``op``: mean, max, min, sum (NaN propagates) or nanmean; ``over``: "layers",
     "heads" or both; ``layers`` / ``heads``: which to keep first (int, list, slice,
-    "20-27", "-4:"); ``every``: keep every Nth step; ``tokens``: (start, stop) steps.
+    "20-27", "-4:"); ``every``: keep every Nth step; ``tokens``: (start, stop) steps;
+    ``recover``: reduce the complete tokens of a truncated file (``result.extra["recovery"]``).
     """
     if isinstance(source, Capture):
         return reduce_capture(source, op, over, layers, heads, every, tokens)
     from .formats import open_capture
 
-    with open_capture(source, progress=progress, window_bytes=window_bytes) as capture:
+    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover) as capture:
         with_attention = np.flatnonzero(capture.has_attention)
         if not len(with_attention):
             raise CaptureError("no generated token has attention to reduce", capture.path, None)
@@ -234,5 +235,8 @@ def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, token
         plan = make_plan(op, over, layers, heads, n_layers, n_heads)
         ids = select_tokens(capture.token_table["step"], capture.has_attention, every, tokens)
         data = capture.reduce(ids, plan)
-        return finish(data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens,
-                      capture.path)
+        result = finish(data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens,
+                        capture.path)
+        if capture.recovery is not None:
+            result.extra["recovery"] = capture.recovery
+        return result

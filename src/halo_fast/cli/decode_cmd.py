@@ -10,6 +10,9 @@ import time
 import numpy as np
 
 
+from .reduce_cmd import warn_recovery
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "decode",
@@ -19,6 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("capture", help="capture file (single JSON)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--top", type=int, default=10, metavar="K", help="attended prompt tokens to list (default 10)")
+    p.add_argument("--recover", action="store_true", help="from a truncated capture, keep every complete token")
     p.set_defaults(run=run)
 
 
@@ -85,9 +89,11 @@ def run(args) -> int:
     from .. import load
 
     started = time.perf_counter()
-    cap = load(args.capture, progress=sys.stderr.isatty())
+    cap = load(args.capture, recover=args.recover, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - started
     summary = summarize(cap, seconds, os.path.getsize(args.capture), args.top)
+    summary["recovery"] = cap.recovery
+    warn_recovery(args.capture, cap.recovery)
     if args.json:
         print(json.dumps(summary))
     else:

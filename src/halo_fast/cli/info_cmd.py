@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 
+from .reduce_cmd import warn_recovery
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
@@ -13,13 +16,15 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("capture", help="capture file")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--recover", action="store_true", help="describe the complete tokens of a truncated capture")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..describe import describe
 
-    info = describe(args.capture)
+    info = describe(args.capture, recover=args.recover)
+    warn_recovery(args.capture, info["recovery"])
     if args.json:
         print(json.dumps(info))
         return 0

@@ -31,6 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", choices=["h5", "npz"], help="output format (default from the suffix, else h5)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--recover", action="store_true", help="from a truncated capture, keep every complete token")
     p.add_argument("--top", type=int, default=10, metavar="K", help="most attended prompt positions to list")
     p.set_defaults(run=run)
 
@@ -42,6 +43,15 @@ def default_output(capture: str, fmt: str) -> str:
             stem = stem[: -len(suffix)]
             break
     return f"{stem}.reduced.{fmt}"
+
+
+def warn_recovery(path: str, recovery: dict | None) -> None:
+    if recovery:
+        print(
+            f"warning: {path} is truncated at byte {recovery['truncated_at']}: kept {recovery['complete_tokens']} "
+            f"complete generated tokens, dropped {recovery['partial_tokens']} partial one(s)",
+            file=sys.stderr,
+        )
 
 
 def top_positions(reduced, k: int) -> list[dict]:
@@ -72,7 +82,7 @@ def run(args) -> int:
     try:
         reduced = reduce(
             args.capture, op=args.op, over=over, layers=args.layers, heads=args.heads, every=args.every,
-            tokens=args.tokens, progress=sys.stderr.isatty(),
+            tokens=args.tokens, recover=args.recover, progress=sys.stderr.isatty(),
         )
     except ValueError as exc:
         if type(exc) is not ValueError:
@@ -94,7 +104,9 @@ def run(args) -> int:
         "seconds": round(seconds, 3),
         "mb_per_s": round(size / 1e6 / seconds, 1) if seconds > 0 else None,
         "top_attended": top_positions(reduced, args.top),
+        "recovery": reduced.extra.get("recovery"),
     }
+    warn_recovery(args.capture, summary["recovery"])
     if args.json:
         print(json.dumps(summary))
         return 0

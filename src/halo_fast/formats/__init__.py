@@ -13,11 +13,15 @@ from ..errors import CaptureError
 SUPPORTED = "a single-JSON capture (.json, the Data Capture guide's format)"
 
 
-def open_capture(path, *, progress: bool = False, window_bytes: int | None = None):
-    """The source for ``path``: use it as a context manager."""
+def open_capture(path, *, progress: bool = False, window_bytes: int | None = None, recover: bool = False):
+    """The source for ``path``: use it as a context manager.
+
+    ``recover``: a truncated capture yields its complete tokens (see ``source.recovery``)
+    instead of raising.
+    """
     from .json_single import DEFAULT_WINDOW_BYTES, ScannedJson
 
     path = os.fspath(path)
     if os.path.isdir(path):
         raise CaptureError(f"not a capture file; supported: {SUPPORTED}", path)
-    return ScannedJson(path, window_bytes or DEFAULT_WINDOW_BYTES, progress)
+    return ScannedJson(path, window_bytes or DEFAULT_WINDOW_BYTES, progress, recover)

@@ -25,6 +25,7 @@ class CaptureSource:
     has_attention: np.ndarray  # bool [n]
     offsets: np.ndarray  # int64 [n + 1]: where each token's values start in the flat buffer
     progress: bool = False
+    recovery: dict | None = None  # what was salvaged from a truncated input (recover=True)
 
     def __enter__(self) -> "CaptureSource":
         return self
@@ -64,7 +65,7 @@ class CaptureSource:
         return data
 
     def capture(self) -> Capture:
-        return Capture(
+        cap = Capture(
             metadata=self.metadata,
             prompt_tokens=self.prompt_table,
             tokens=self.token_table,
@@ -73,3 +74,5 @@ class CaptureSource:
             shapes=self.shapes,
             path=self.path,
         )
+        cap.recovery = self.recovery
+        return cap

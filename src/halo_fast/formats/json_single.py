@@ -37,6 +37,7 @@ class Layout:
     data_close: np.ndarray
     tokens_open: int = -1  # the '[' of generated_tokens
     events: np.ndarray | None = None  # pass 1's (kind, token, position) rows
+    recovery: dict | None = None  # set when a truncated file was cut after its last complete token
 
 
 STEP_FIELD = re.compile(rb'"step"\s*:\s*(-?\d+)')
@@ -76,7 +77,8 @@ def _progress(total: int, enabled: bool, description: str):
     return tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=not enabled, leave=False)
 
 
-def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16) -> Layout:
+def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16,
+                   recover: bool = False) -> Layout:
     """Pass 1: walk the file's structure, jumping over the bulk of each attention array.
 
     Structural bytes are indexed ``probe_bytes`` at a time (doubling while no array
@@ -121,20 +123,24 @@ def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False
     mapped.release(released, size)
     events = np.concatenate(event_blocks) if event_blocks else np.empty((0, 3), np.int64)
     complete = int(np.count_nonzero(events[:, 0] == st.EVENT_TOKEN_CLOSE))
-    if state[st.S_ERROR] != st.WALK_OK or state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]:
+    truncated = state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]
+    recovery = None
+    if truncated and recover and state[st.S_ERROR] == st.WALK_OK:
+        events, recovery = _cut_after_complete_tokens(mapped, events, int(state[st.S_TOKENS]))
+    elif state[st.S_ERROR] != st.WALK_OK or truncated:
         check_data_content(mapped, events)  # a string or array inside data misleads the jump: say so
         token = int(state[st.S_TOKEN])
         step = step_hint(mapped, events, token) if token >= 0 else None
         if state[st.S_ERROR] != st.WALK_OK:
             raise CaptureError(st.WALK_MESSAGES[int(state[st.S_ERROR])], mapped.path, int(state[st.S_ERROR_AT]), step)
         raise CaptureError(
-            f"truncated at byte {mapped.size} after {complete} complete generated tokens", mapped.path, mapped.size,
-            step,
+            f"truncated at byte {mapped.size} after {complete} complete generated tokens "
+            "(recover=True, or --recover, keeps them)", mapped.path, mapped.size, step,
         )
     lists = events[events[:, 0] == st.EVENT_TOKENS_OPEN]
     if len(lists) > 1:
         raise CaptureError("the capture has two 'generated_tokens' keys", mapped.path, int(lists[1, 2]))
-    n_tokens = int(state[st.S_TOKENS])
+    n_tokens = int(state[st.S_TOKENS]) if recovery is None else recovery["complete_tokens"]
     layout = Layout(*(np.full(n_tokens, -1, dtype=np.int64) for _ in range(4)), int(lists[0, 2]) if len(lists) else -1)
     columns = {
         st.EVENT_TOKEN_OPEN: layout.token_open,
@@ -157,7 +163,43 @@ def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False
         at = int(keys[keys[:, 1] == token][1, 2])
         raise CaptureError(f"generated token #{token} has two 'attention' keys", mapped.path, at)
     layout.events = events
+    layout.recovery = recovery
     return layout
+
+
+def _cut_after_complete_tokens(mapped: MappedFile, events: np.ndarray, opened: int):
+    """For a truncated file: keep the text up to the last complete generated token and close it.
+
+    Returns the events before the cut and a recovery record whose ``end`` and
+    ``suffix`` tell the skeleton where the kept text stops and what closes it.
+    """
+    from ..kernels import structure as st
+
+    kinds = events[:, 0]
+    list_closed = events[kinds == st.EVENT_TOKENS_CLOSE]
+    list_opened = events[kinds == st.EVENT_TOKENS_OPEN]
+    token_closes = events[kinds == st.EVENT_TOKEN_CLOSE]
+    if len(list_closed):  # the token list is whole; the cut came after it
+        end, suffix = int(list_closed[0, 2]) + 1, b"}"
+    elif len(token_closes):
+        end, suffix = int(token_closes[-1, 2]) + 1, b"]}"
+    elif len(list_opened):
+        end, suffix = int(list_opened[0, 2]) + 1, b"]}"
+    else:
+        raise CaptureError(
+            f"truncated at byte {mapped.size} before any generated token: nothing to recover", mapped.path, mapped.size
+        )
+    complete = len(token_closes)
+    kept = events[(events[:, 2] < end) & ((events[:, 1] < complete) | (events[:, 1] < 0))]
+    recovery = {
+        "truncated_at": mapped.size,
+        "complete_tokens": complete,
+        "partial_tokens": opened - complete,
+        "kept_bytes": end,
+        "end": end,
+        "suffix": suffix,
+    }
+    return kept, recovery
 
 
 class Skeleton:
@@ -177,7 +219,11 @@ class Skeleton:
             self._file_starts.append(cursor)
             length += open_at + 1 - cursor
             cursor = close_at
-        pieces.append(mapped.read(cursor, mapped.size))
+        end, suffix = mapped.size, b""
+        if layout.recovery is not None:
+            end, suffix = layout.recovery["end"], layout.recovery["suffix"]
+        pieces.append(mapped.read(cursor, end))
+        pieces.append(suffix)
         self._skeleton_starts.append(length)
         self._file_starts.append(cursor)
         self.text = b"".join(pieces)
@@ -477,16 +523,18 @@ class ScannedJson(CaptureSource):
 
     format_name = "json"
 
-    def __init__(self, path, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False):
+    def __init__(self, path, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False, recover: bool = False):
         self.path = str(path)
         self.window_bytes = window_bytes
         self.progress = progress
+        self.recover = recover
         self.mapped = MappedFile(path)
 
     def __enter__(self) -> "ScannedJson":
         self.mapped.__enter__()
         try:
-            self.layout = scan_structure(self.mapped, self.window_bytes, self.progress)
+            self.layout = scan_structure(self.mapped, self.window_bytes, self.progress, recover=self.recover)
+            self.recovery = _public(self.layout.recovery)
             try:
                 self.document = Skeleton(self.mapped, self.layout).parse()
             except CaptureError:
@@ -526,7 +574,13 @@ class ScannedJson(CaptureSource):
         return reduce_attention(self, ids, plan)
 
 
-def load_json(path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False) -> Capture:
+def _public(recovery: dict | None) -> dict | None:
+    if recovery is None:
+        return None
+    return {key: recovery[key] for key in ("truncated_at", "complete_tokens", "partial_tokens", "kept_bytes")}
+
+
+def load_json(path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False, recover: bool = False) -> Capture:
     """Decode a single-JSON capture; see the module docstring for how."""
-    with ScannedJson(path, window_bytes, progress) as scan:
+    with ScannedJson(path, window_bytes, progress, recover) as scan:
         return scan.capture()

@@ -32,7 +32,7 @@ KEY_OTHER, KEY_GENERATED_TOKENS, KEY_ATTENTION, KEY_DATA = 0, 1, 2, 3
 
 # Events: (kind, token index, byte position)
 EVENT_TOKEN_OPEN, EVENT_TOKEN_CLOSE, EVENT_DATA_OPEN, EVENT_DATA_CLOSE, EVENT_ATTENTION_KEY = 1, 2, 3, 4, 5
-EVENT_TOKENS_OPEN = 6  # the generated_tokens array itself
+EVENT_TOKENS_OPEN, EVENT_TOKENS_CLOSE = 6, 7  # the generated_tokens array itself
 
 # Walker errors
 WALK_OK = 0
@@ -287,6 +287,11 @@ def walk_structure(buf, positions, state, kinds, roles, events):
             if role == ROLE_DATA:
                 events[n_events, 0] = EVENT_DATA_CLOSE
                 events[n_events, 1] = token
+                events[n_events, 2] = p
+                n_events += 1
+            elif role == ROLE_TOKENS:
+                events[n_events, 0] = EVENT_TOKENS_CLOSE
+                events[n_events, 1] = -1
                 events[n_events, 2] = p
                 n_events += 1
             elif role == ROLE_TOKEN:
