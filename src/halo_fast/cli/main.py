@@ -12,7 +12,7 @@ import sys
 from ..errors import CaptureError
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = ["reduce", "info", "decode", "synth", "demo", "bench"]
+SUBCOMMANDS = ["reduce", "info", "check", "decode", "synth", "demo", "bench"]
 
 
 class UsageError(Exception):
