@@ -43,3 +43,8 @@ def scratch(tmp_path_factory):
 def write_capture(scratch):
     """Same as scratch, for ordinary (non-hypothesis) tests."""
     return scratch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="run the fuzz tests with many more mutated captures (minutes)")

@@ -248,6 +248,8 @@ class Skeleton:
             raise CaptureError(f"not UTF-8 text: {exc.reason}", self.path, self.file_offset(exc.start)) from None
         except RecursionError:
             raise CaptureError("JSON nested too deeply", self.path) from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise CaptureError(f"invalid JSON: {exc}", self.path) from None
 
 
 def _shape_of(attention: dict, path: str, offset: int, step) -> tuple[int, int, int]:
