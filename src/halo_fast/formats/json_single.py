@@ -24,7 +24,7 @@ from .base import CaptureSource
 from .mapped import MappedFile, output_buffer
 
 MAX_DIMENSION = 1 << 40  # a larger layer/head/context count is a corrupt shape, not a model
-DEFAULT_WINDOW_BYTES = 8 << 20  # file bytes resident at once, beyond the output
+DEFAULT_WINDOW_BYTES = 4 << 20  # file bytes resident at once, beyond the output
 
 
 @dataclass
@@ -408,7 +408,7 @@ def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_att
     n_threads = numba.get_num_threads()
     sizes = layout.data_close[ids] - layout.data_open[ids]
     data_bytes = int(sizes.sum())
-    batches = _batches(ids, sizes, window_bytes, 2 * n_threads)
+    batches = _batches(ids, sizes, window_bytes, n_threads)
     with _progress(data_bytes, progress, "decode") as bar:
         for batch in batches:
             if not len(batch):
@@ -480,7 +480,7 @@ def reduce_attention(scan: "ScannedJson", ids: np.ndarray, plan) -> np.ndarray:
     n_rows = plan.n_layers * plan.n_heads
     sizes = layout.data_close[ids] - layout.data_open[ids]
     with _progress(int(sizes.sum()), scan.progress, "reduce") as bar:
-        for batch in _batches(ids, sizes, scan.window_bytes, 2 * n_threads):
+        for batch in _batches(ids, sizes, scan.window_bytes, n_threads):
             order = _interleave(batch, n_threads)
             reduce_arrays(scan.mapped.bytes, layout.data_open, layout.data_close, contexts, out_rows, order, n_rows,
                           plan.row_group, plan.first_row, plan.group_size, plan.op_code, acc, counts, data, status)
