@@ -13,15 +13,17 @@ __version__ = "0.1.0"
 __all__ = ["CaptureError", "Capture", "Reduced", "load", "reduce", "__version__"]
 
 
-def load(path, *, recover: bool = False, progress: bool = False, window_bytes: int | None = None):
+def load(path, *, recover: bool = False, strict: bool = False, progress: bool = False,
+         window_bytes: int | None = None):
     """Decode a capture into a :class:`Capture` (float32 attention, bit-exact with json.loads).
 
     ``recover=True``: from a truncated file, return every complete generated token;
-    ``cap.recovery`` then says where the file ends and what was dropped.
+    ``cap.recovery`` then says where the file ends and what was dropped. ``strict=True``:
+    gaps or short files in a capture directory raise instead of warning.
     """
     from .formats import open_capture
 
-    with open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover) as source:
+    with open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as source:
         return source.capture()
 
 

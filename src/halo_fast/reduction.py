@@ -215,7 +215,7 @@ def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, 
 
 
 def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None, *, recover=False,
-           progress=False, window_bytes=None) -> Reduced:
+           strict=False, progress=False, window_bytes=None) -> Reduced:
     """Reduce a capture over layers and/or heads, streaming from the file.
 
     ``op``: mean, max, min, sum (NaN propagates) or nanmean; ``over``: "layers",
@@ -227,7 +227,8 @@ def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, token
         return reduce_capture(source, op, over, layers, heads, every, tokens)
     from .formats import open_capture
 
-    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover) as capture:
+    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover,
+                      strict=strict) as capture:
         with_attention = np.flatnonzero(capture.has_attention)
         if not len(with_attention):
             raise CaptureError("no generated token has attention to reduce", capture.path, None)

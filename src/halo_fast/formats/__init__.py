@@ -1,27 +1,50 @@
 """Input formats. ``open_capture`` finds which one a path is and opens it.
 
 Every format is a :class:`~halo_fast.formats.base.CaptureSource`; ``load``,
-``reduce`` and the analyses only use that interface.
+``reduce`` and the analyses only use that interface. ``formats.detect`` decides
+which source a path gets (docs/formats.md lists them).
 """
 
 from __future__ import annotations
 
 import os
 
-from ..errors import CaptureError
-
-SUPPORTED = "a single-JSON capture (.json, the Data Capture guide's format)"
+from .detect import SUPPORTED
 
 
-def open_capture(path, *, progress: bool = False, window_bytes: int | None = None, recover: bool = False):
+def open_capture(path, *, progress: bool = False, window_bytes: int | None = None, recover: bool = False,
+                 strict: bool = False):
     """The source for ``path``: use it as a context manager.
 
-    ``recover``: a truncated capture yields its complete tokens (see ``source.recovery``)
-    instead of raising.
+    ``recover``: a truncated single-JSON capture yields its complete tokens (see
+    ``source.recovery``) instead of raising. ``strict``: problems a capture directory
+    or JSON-lines file can carry (gaps, missing or short .bin files) raise instead of warning.
     """
-    from .json_single import DEFAULT_WINDOW_BYTES, ScannedJson
+    from .detect import detect
+    from .json_single import DEFAULT_WINDOW_BYTES
 
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise CaptureError(f"not a capture file; supported: {SUPPORTED}", path)
-    return ScannedJson(path, window_bytes or DEFAULT_WINDOW_BYTES, progress, recover)
+    window_bytes = window_bytes or DEFAULT_WINDOW_BYTES
+    kind = detect(path)
+    if kind == "directory":
+        from .directory import CaptureDirectory
+
+        return CaptureDirectory(path, window_bytes, progress, strict)
+    if kind == "hdf5":
+        from .hdf5 import HDF5Source
+
+        return HDF5Source(path, progress)
+    if kind in ("jsonl", "jsonl.gz"):
+        from .jsonlines import JsonLines
+
+        return JsonLines(path, window_bytes, progress, strict, gzipped=kind.endswith(".gz"))
+    if kind == "json.gz":
+        from .gzipped import GzipJson
+
+        return GzipJson(path, window_bytes, progress, recover)
+    from .json_single import ScannedJson
+
+    return ScannedJson(path, window_bytes, progress, recover)
+
+
+__all__ = ["open_capture", "SUPPORTED"]

@@ -253,7 +253,9 @@ class Skeleton:
 
 
 def _shape_of(attention: dict, path: str, offset: int, step) -> tuple[int, int, int]:
-    shape = attention.get("shape")
+    from .encoded import aggregated_shape
+
+    shape = aggregated_shape(attention) or attention.get("shape")
     if (
         not isinstance(shape, list)
         or len(shape) != 3
@@ -308,7 +310,8 @@ def plan_tokens(document, layout: Layout, mapped: MappedFile):
             if data is None:
                 continue
             if isinstance(data, str):
-                raise CaptureError("base64 attention data is not supported by this reader", path, offset, step)
+                _plan_encoded(attention, shapes, has_attention, i, path, offset, step)
+                continue
             raise CaptureError("attention 'data' is not an array", path, offset, step)
         shape = _shape_of(attention, path, int(layout.data_open[i]), step)
         count = shape[0] * shape[1] * shape[2]
@@ -337,6 +340,27 @@ def plan_tokens(document, layout: Layout, mapped: MappedFile):
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return tokens, shapes, has_attention, offsets
+
+
+def _plan_encoded(attention: dict, shapes, has_attention, i: int, path, offset, step) -> None:
+    """A base64 data string (formats.encoded): shape and length checked here, decoded in pass 2."""
+    from .encoded import check_encoded, is_encoded
+
+    if not is_encoded(attention):
+        raise CaptureError("attention 'data' is a string without \"encoding\": \"base64\"", path, offset, step)
+    shape = _shape_of(attention, path, offset, step)
+    check_encoded(attention, shape[0] * shape[1] * shape[2], path, offset, step)
+    shapes[i] = shape
+    has_attention[i] = True
+
+
+def _decode_encoded_tokens(path, layout: Layout, tokens, offsets, values, ids) -> None:
+    """Fill the base64 tokens among ``ids`` (those without a data array) into their slices."""
+    from .encoded import decode_encoded
+
+    for i in ids.tolist():
+        decode_encoded(tokens[i]["attention"], values[offsets[i] : offsets[i + 1]], path,
+                       int(layout.token_open[i]), tokens[i].get("step", i))
 
 
 def token_table(tokens: list, shapes: np.ndarray, has_attention: np.ndarray) -> Table:
@@ -401,7 +425,10 @@ def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_att
     buf = mapped.bytes
     values = output_buffer(int(offsets[-1]))
     counts = np.diff(offsets)
-    ids = np.flatnonzero(has_attention)
+    ids = np.flatnonzero(has_attention & (layout.data_open >= 0))
+    encoded = np.flatnonzero(has_attention & (layout.data_open < 0))
+    if len(encoded):
+        _decode_encoded_tokens(mapped.path, layout, tokens, offsets, values, encoded)
     n = len(layout.data_open)
     status = np.zeros((n, 4), dtype=np.int64)
     hard = np.zeros((n, HARD_SLOTS, 3), dtype=np.int64)
@@ -478,6 +505,11 @@ def reduce_attention(scan: "ScannedJson", ids: np.ndarray, plan) -> np.ndarray:
     counts = np.zeros((n_threads, plan.n_groups, max_context), dtype=np.int64)
     status = np.zeros((n, 4), dtype=np.int64)
     n_rows = plan.n_layers * plan.n_heads
+    encoded = ids[layout.data_open[ids] < 0]
+    for i in encoded.tolist():  # base64 tokens: decode (no parsing), then fold
+        reduce_decoded(_decode_one(scan, i), n_rows, int(contexts[i]), plan.row_group, plan.first_row,
+                       plan.group_size, plan.op_code, acc[0], counts[0], data[out_rows[i]])
+    ids = ids[layout.data_open[ids] >= 0]
     sizes = layout.data_close[ids] - layout.data_open[ids]
     with _progress(int(sizes.sum()), scan.progress, "reduce") as bar:
         for batch in _batches(ids, sizes, scan.window_bytes, n_threads):
@@ -503,6 +535,12 @@ def _decode_one(scan: "ScannedJson", i: int) -> np.ndarray:
     layout = scan.layout
     count = int(scan.offsets[i + 1] - scan.offsets[i])
     values = np.empty(count, dtype=np.float32)
+    if layout.data_open[i] < 0:  # base64 text (formats.encoded)
+        from .encoded import decode_encoded
+
+        token = scan.tokens[i]
+        decode_encoded(token["attention"], values, scan.path, int(layout.token_open[i]), token.get("step", i))
+        return values
     status = np.zeros((1, 4), dtype=np.int64)
     hard = np.zeros((1, HARD_SLOTS, 3), dtype=np.int64)
     counts = np.array([count], dtype=np.int64)

@@ -1,0 +1,78 @@
+"""Which format a path holds, from what it is (directory) and its first bytes, not only its name.
+
+Magic numbers decide gzip and HDF5. Text decides between one JSON document and
+JSON lines: a JSON-lines file's first line is a complete object with no
+``generated_tokens`` key, followed by another line. Everything else that starts
+like JSON goes to the single-JSON reader, whose errors say what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import CaptureError
+
+SUPPORTED = (
+    "a single-JSON capture (.json, the Data Capture guide's format); "
+    "a capture directory (metadata.json + token_XXXXX.json or token_XXXXX_meta.json/_attn.bin); "
+    "JSON lines of generated-token objects or KoboldCPP token events (.jsonl, metadata in the first line "
+    "or a sibling metadata.json); any of the files gzip-compressed (.gz); "
+    "a halo_fast HDF5 capture (.h5, from `python -m halo_fast convert`)"
+)
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+GZIP_MAGIC = b"\x1f\x8b"
+LINE_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+PEEK_BYTES = 1 << 16
+JSON_STARTS = [bytes([c]) for c in b'{["-0123456789tfnNI']  # what a JSON value (or NaN, Infinity) begins with
+
+
+def kind_of_text(head: bytes, name: str, complete: bool) -> str:
+    """'json' or 'jsonl' for the first bytes of a (decompressed) text file."""
+    if name.endswith(LINE_SUFFIXES):
+        return "jsonl"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text.startswith(b"{"):
+        return "json"
+    newline = text.find(b"\n")
+    if newline < 0:  # one line so far: a compact single JSON, or a huge first token line
+        if complete or b'"generated_tokens"' in text:
+            return "json"
+        return "jsonl" if (b'"attention"' in text or b'"type"' in text) and not text.startswith(b'{"metadata"') \
+            else "json"
+    first, rest = text[:newline], text[newline + 1 :].lstrip(b" \t\r\n")
+    if b'"generated_tokens"' in first or not rest.startswith(b"{"):
+        return "json"
+    try:
+        obj = json.loads(first)
+    except ValueError:
+        return "json"
+    return "jsonl" if isinstance(obj, dict) else "json"
+
+
+def detect(path: str) -> str:
+    """One of 'directory', 'hdf5', 'json', 'jsonl', 'json.gz', 'jsonl.gz'; CaptureError when unknown."""
+    from .directory import is_capture_directory
+
+    if os.path.isdir(path):
+        if is_capture_directory(path):
+            return "directory"
+        raise CaptureError(f"not a capture directory (no metadata.json nor token files); supported: {SUPPORTED}",
+                           path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(PEEK_BYTES)
+            complete = len(head) < PEEK_BYTES
+    except OSError as exc:
+        raise CaptureError(f"cannot open: {exc.strerror}", path) from None
+    if head.startswith(HDF5_MAGIC):
+        return "hdf5"
+    if head.startswith(GZIP_MAGIC):
+        from .gzipped import peek
+
+        inner, complete = peek(path, PEEK_BYTES)
+        return kind_of_text(inner, path[:-3] if path.endswith(".gz") else path, complete) + ".gz"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped and stripped[:1] not in JSON_STARTS:
+        raise CaptureError(f"not a capture: neither JSON nor a known binary format; supported: {SUPPORTED}", path, 0)
+    return kind_of_text(head, path, complete)

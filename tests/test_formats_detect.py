@@ -1,0 +1,102 @@
+"""Detection (one entry point for every format) and base64 / aggregated attention in any container."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+import halo_fast
+from formats_common import SYNTH, assert_same_capture
+from halo_fast.formats.detect import detect
+from halo_fast.formats.writers import _event, _synth, gzip_file
+from halo_fast.synth import write_capture
+
+
+def b64(values: np.ndarray) -> str:
+    return base64.b64encode(values.astype("<f4").tobytes()).decode()
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01binary", b"PK\x03\x04zip"])
+def test_unknown_file_lists_supported_formats(tmp_path, content):
+    path = tmp_path / "capture.bin"
+    path.write_bytes(content)
+    with pytest.raises(halo_fast.CaptureError, match="supported"):
+        halo_fast.load(path)
+
+
+def test_empty_directory_lists_supported_formats(tmp_path):
+    with pytest.raises(halo_fast.CaptureError, match="supported: a single-JSON capture"):
+        halo_fast.load(tmp_path)
+
+
+def test_gzipped_single_json_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "capture.json")
+    write_capture(path, **SYNTH)
+    gz = gzip_file(path, path + ".gz")
+    assert detect(gz) == "json.gz"
+    with pytest.raises(halo_fast.CaptureError, match="not supported yet"):
+        halo_fast.load(gz)
+
+
+def test_pretty_printed_json_is_not_json_lines(tmp_path):
+    path = str(tmp_path / "capture.json")
+    write_capture(path, style="indent", **SYNTH)
+    assert detect(path) == "json"
+
+
+def test_base64_in_a_single_json_file(tmp_path):
+    reference = str(tmp_path / "capture.json")
+    write_capture(reference, **SYNTH)
+    synth = _synth(SYNTH)
+    doc = {"metadata": synth.metadata("js"), "prompt_tokens": synth.prompt_tokens,
+           "generated_tokens": [_event(synth, s, False) for s in range(synth.tokens)]}
+    path = tmp_path / "b64.json"
+    path.write_text(json.dumps(doc))
+    ref = halo_fast.load(reference)
+    assert_same_capture(halo_fast.load(path), ref)
+    for op in ("mean", "max"):
+        a, b = halo_fast.reduce(path, op=op), halo_fast.reduce(reference, op=op)
+        assert np.array_equal(a.data.view(np.uint32), b.data.view(np.uint32))
+
+
+def one_token(attention) -> dict:
+    return {"metadata": {}, "prompt_tokens": [],
+            "generated_tokens": [{"step": 0, "token_id": 1, "text": "x", "position": 3, "attention": attention}]}
+
+
+def test_aggregated_rows(tmp_path):
+    row = np.array([0.5, 0.25, 0.25, 1e-30], dtype=np.float32)
+    path = tmp_path / "agg.json"
+    path.write_text(json.dumps(one_token({"format": "aggregated", "shape": [4], "context_length": 4,
+                                          "encoding": "base64", "dtype": "float32", "data": b64(row)})))
+    cap = halo_fast.load(path)
+    assert cap.attention(0).shape == (1, 1, 4)
+    assert np.array_equal(cap.attention(0)[0, 0], row)
+
+
+@pytest.mark.parametrize("attention,message", [
+    ({"shape": [1, 1, 4], "encoding": "base64", "dtype": "float32", "data": "AAAA"}, "characters"),
+    ({"shape": [1, 1, 1], "encoding": "base64", "dtype": "float32", "data": "AAA*AA=="}, "invalid base64"),
+    ({"shape": [1, 1, 1], "encoding": "base64", "dtype": "float16", "data": "AAAA"}, "float32 only"),
+    ({"shape": [1, 1, 1], "data": "AAAAAA=="}, "without"),
+])
+def test_bad_base64_is_a_capture_error(tmp_path, attention, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(one_token(attention)))
+    with pytest.raises(halo_fast.CaptureError, match=message) as error:
+        halo_fast.load(path)
+    assert error.value.step == 0
+
+
+def test_gzip_damage_is_a_capture_error(tmp_path):
+    path = tmp_path / "capture.jsonl.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b'{"prompt_tokens": []}\n' + b'{"step": 0, "attention": null}\n' * 1000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(halo_fast.CaptureError, match="gzip"):
+        halo_fast.load(path)
