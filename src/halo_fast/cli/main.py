@@ -12,7 +12,8 @@ import sys
 from ..errors import CaptureError
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = ["reduce", "info", "check", "decode", "synth", "demo", "bench"]
+SUBCOMMANDS = ["reduce", "info", "check", "decode", "convert", "sentences", "decay", "distance", "stats", "prune",
+               "sweep", "synth", "demo", "bench"]
 
 
 class UsageError(Exception):

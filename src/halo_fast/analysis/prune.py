@@ -1,0 +1,180 @@
+"""Experiment 2 -- the pruning simulation: drop the bottom X% of prompt tokens or sentences by a policy.
+
+Policies (higher score = kept): ``peak`` (peak attention over steps, the guide's rule),
+``mean``, ``cumulative`` (accumulated attention as in H2O: the cumulative score with
+no decay, no distance weighting -- see ``scoring``; ``params`` can change it), ``recent``
+(StreamingLLM: ``sinks`` first positions plus the most recent ones), ``magnitude``
+(Halo Weave's brightness, final score) and ``voting`` (rolling-mean votes).
+
+Protected and never pruned: BOS (position 0) and, by default, every system-role token;
+the budget is a share of the *unprotected* units (``round(budget/100 * n)``). For
+``--unit sentence`` a sentence's score is, for ``peak`` / ``mean``, the peak / mean of
+its summed attention per step; for the score rules the best (maximum) score of its
+tokens; for ``recent`` its last position. Ties are broken by mean attention, then by
+position (earlier pruned first).
+
+Mass retained at a step: the share of that step's attention on the prompt that falls on
+kept tokens (protected ones included).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import open_reduced, prompt_length, sentence_index
+from .scoring import probability_matrix, score_matrix
+from .sentences import sentence_matrices
+
+POLICIES = ("peak", "mean", "cumulative", "recent", "magnitude", "voting")
+UNITS = ("token", "sentence")
+H2O = {"decay_rate": 0.0, "distance": "none", "floor": False}
+
+
+def token_scores(data, ctx, n_prompt: int, policy: str, sinks: int = 4, params=None) -> np.ndarray:
+    """float64 [n_prompt] score of each prompt token under ``policy`` (higher: keep)."""
+    params = dict(params or {})
+    cols = data[:, :n_prompt].astype(np.float64)
+    if policy in ("peak", "mean"):
+        if not len(cols):
+            return np.zeros(n_prompt)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmax(cols, axis=0) if policy == "peak" else np.nanmean(cols, axis=0)
+    if policy == "recent":
+        out = np.arange(n_prompt, dtype=np.float64)
+        out[: max(0, sinks)] = np.inf
+        return out
+    if policy == "cumulative":
+        final, _, _, _ = score_matrix(data, ctx, "cumulative", n_prompt, **{**H2O, **params})
+        return final
+    if policy in ("magnitude", "voting"):
+        final, _, _, _ = score_matrix(data, ctx, policy, n_prompt, **params)
+        return final
+    raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+
+
+def choose_pruned(scores: np.ndarray, tiebreak: np.ndarray, candidates: np.ndarray, budget: float) -> np.ndarray:
+    """Indices (into ``scores``) of the ``round(budget% of candidates)`` lowest-scoring candidates."""
+    n = int(round(len(candidates) * float(budget) / 100.0))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    s = np.nan_to_num(scores[candidates], nan=-np.inf)
+    order = np.lexsort((candidates, np.nan_to_num(tiebreak[candidates], nan=-np.inf), s))
+    return np.sort(candidates[order[:n]])
+
+
+@dataclass
+class PruneResult:
+    unit: str
+    budget: float
+    positions: np.ndarray
+    texts: list
+    protected: np.ndarray  # bool [P]
+    kept: dict  # policy -> bool [P]
+    mass: dict  # policy -> float64 [T]
+    pruned_units: dict  # policy -> list of pruned units (positions or [turn, sentence])
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def overlap(self) -> dict:
+        """Jaccard index of the kept token sets of every pair of policies."""
+        names = list(self.kept)
+        out = {}
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                union = np.sum(self.kept[a] | self.kept[b])
+                out[f"{a}/{b}"] = float(np.sum(self.kept[a] & self.kept[b]) / union) if union else 1.0
+        return out
+
+    def summary(self, policy: str) -> dict:
+        m = self.mass[policy]
+        finite = m[np.isfinite(m)]
+        return {
+            "kept": self.positions[self.kept[policy]].tolist(),
+            "pruned": self.positions[~self.kept[policy]].tolist(),
+            "pruned_units": self.pruned_units[policy],
+            "mass_retained_mean": float(finite.mean()) if len(finite) else None,
+            "mass_retained_min": float(finite.min()) if len(finite) else None,
+        }
+
+    def to_json(self) -> dict:
+        return {"unit": self.unit, "budget": self.budget, "protected": self.positions[self.protected].tolist(),
+                "policies": {p: self.summary(p) for p in self.kept}, "overlap": self.overlap()}
+
+    def pruned_prompt(self, policy: str) -> str:
+        return "".join(self.texts[i] for i in np.flatnonzero(self.kept[policy]))
+
+
+def prune(source, budget: float = 30.0, unit: str = "token", policies=POLICIES, protect_system: bool = True,
+          sinks: int = 4, params=None, kind=None, reduce_options=None) -> PruneResult:
+    """Simulate pruning ``budget`` % of the unprotected prompt units by each policy and compare them.
+
+    ``params``: {policy: {rule parameter: value}} for the score policies.
+    """
+    from .kernels import mass_retained
+
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
+    if not 0 <= float(budget) <= 100:
+        raise ValueError(f"budget must be a percentage in 0..100, got {budget}")
+    red = open_reduced(source, **(reduce_options or {}))
+    data, ctx = probability_matrix(red, kind)
+    n_prompt = prompt_length(red)
+    roles = np.array([str(r) for r in red.prompt["message_role"][:n_prompt]], dtype=object) \
+        if "message_role" in red.prompt else np.array([""] * n_prompt, dtype=object)
+    protected = np.zeros(n_prompt, dtype=bool)
+    protected[:1] = True
+    if protect_system:
+        protected |= roles == "system"
+    sent = sentence_index(red.prompt, n_prompt)
+    token_mean = token_scores(data, ctx, n_prompt, "mean")
+    texts = [str(t) for t in red.prompt["text"][:n_prompt]]
+    if unit == "sentence":
+        total, _, _ = sentence_matrices(data, ctx, sent.labels, len(sent))
+        sent_protected = np.zeros(len(sent), dtype=bool)
+        np.logical_or.at(sent_protected, sent.labels, protected)
+        protected = sent_protected[sent.labels]
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sent_mean = np.nanmean(total, axis=0) if len(total) else np.zeros(len(sent))
+            sent_peak = np.nanmax(total, axis=0) if len(total) else np.zeros(len(sent))
+    kept, pruned_units = {}, {}
+    for policy in policies:
+        own = (params or {}).get(policy)
+        if unit == "token":
+            scores = token_scores(data, ctx, n_prompt, policy, sinks, own)
+            chosen = choose_pruned(scores, token_mean, np.flatnonzero(~protected), budget)
+            mask = np.ones(n_prompt, dtype=bool)
+            mask[chosen] = False
+            pruned_units[policy] = chosen.tolist()
+        else:
+            if policy in ("peak", "mean"):
+                scores = sent_peak if policy == "peak" else sent_mean
+            else:
+                per_token = token_scores(data, ctx, n_prompt, policy, sinks, own)
+                scores = np.full(len(sent), -np.inf)
+                np.maximum.at(scores, sent.labels, np.nan_to_num(per_token, nan=-np.inf))
+            chosen = choose_pruned(scores, sent_mean, np.flatnonzero(~sent_protected), budget)
+            mask = ~np.isin(sent.labels, chosen)
+            pruned_units[policy] = [list(sent.keys[s]) for s in chosen]
+        kept[policy] = mask
+    names = list(kept)
+    masks = np.array([kept[p] for p in names], dtype=np.bool_).reshape(len(names), n_prompt)
+    mass = np.empty((len(names), data.shape[0]))
+    mass_retained(data, ctx, masks, mass)
+    positions = np.asarray(red.prompt["position"])[:n_prompt] if "position" in red.prompt else np.arange(n_prompt)
+    return PruneResult(unit, float(budget), positions, texts, protected, kept,
+                       {p: mass[k] for k, p in enumerate(names)}, pruned_units, np.asarray(red.steps))
+
+
+def _finite_mean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else math.nan

@@ -1,0 +1,133 @@
+"""Halo Weave's scoring rules, replayed offline on the reduced attention (FORMATS.md §4).
+
+All rules see probabilities (a logit capture is softmaxed per row first) and score the
+positions ``0..N-1`` (default: every column; ``prompt_only``: the prompt). A position is
+scored from the first step it is in the context; before that its score is NaN.
+
+* **magnitude voting** (the front end's brightness): per step ``threshold = (1 - a_BOS) / (n - 1)``
+  with ``a_BOS`` the step's attention on position 0 and ``n`` its context length; a token
+  strictly above gains ``int(a / threshold)``, otherwise loses 1; scores start at ``start``
+  (10000 in the front end, 255 in an older offline strategy) and never exceed ``cap``
+  (10000); there is no lower bound. BOS is not scored (NaN).
+* **rolling-mean voting**: +1 per step for a token strictly above the step's mean attention
+  over its context (the row mean), counted only when it is at least ``min_distance`` (50)
+  behind the head (``ctx - i >= min_distance``); starts at 0.
+* **cumulative score**: starts at 0; each step ``score += boost * w(d) * a - decay_rate``,
+  then clamped at 0 (``floor``; brightness is never negative, and without the clamp an
+  additive decay shifts every prompt token alike and would not change any ranking).
+  ``d = ctx - i``; ``w(d) = 1`` for ``d <= min_distance`` (20), beyond with
+  ``x = (d - min_distance) / scale`` (scale 10): none 1, linear ``1 + x``, logarithmic
+  ``1 + ln(1 + x)`` -- distant tokens are weighted up against the local bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import matrix, open_reduced, prompt_length, to_probabilities, value_kind
+
+RULES = ("magnitude", "voting", "cumulative")
+DEFAULTS = {
+    "magnitude": {"start": 10000.0, "cap": 10000.0, "exclude_bos": True},
+    "voting": {"min_distance": 50},
+    "cumulative": {"decay_rate": 0.003, "distance": "logarithmic", "min_distance": 20.0, "scale": 10.0,
+                   "boost": 1.0, "floor": True},
+}
+
+
+@dataclass
+class Scores:
+    rule: str
+    params: dict
+    final: np.ndarray  # [N]
+    peak: np.ndarray  # [N]
+    trajectory: np.ndarray | None  # [T, N] or None
+    steps: np.ndarray
+
+    def to_json(self) -> dict:
+        def clean(a):
+            return [None if not np.isfinite(v) else float(v) for v in a]
+
+        out = {"rule": self.rule, "params": self.params, "final": clean(self.final), "peak": clean(self.peak)}
+        if self.trajectory is not None:
+            out["trajectory"] = [clean(row) for row in self.trajectory]
+        return out
+
+
+def magnitude_thresholds(data: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    """Per step ``(1 - a_BOS) / (n - 1)`` (NaN when the context has fewer than 2 tokens)."""
+    n = ctx.astype(np.float64)
+    bos = data[:, 0].astype(np.float64) if data.shape[1] else np.full(len(ctx), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 1, (1.0 - bos) / (n - 1.0), np.nan)
+
+
+def row_means(data: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    """Mean of the finite values of each step's context (NaN for an empty row)."""
+    out = np.full(len(ctx), np.nan)
+    for t in range(len(ctx)):
+        row = data[t, : min(int(ctx[t]), data.shape[1])]
+        row = row[np.isfinite(row)]
+        if len(row):
+            out[t] = row.astype(np.float64).mean()
+    return out
+
+
+def score_matrix(data, ctx, rule: str, n_pos: int | None = None, trajectory: bool = False, **params) -> tuple:
+    """(final, peak, trajectory or None, params used) of ``rule`` on a probability matrix."""
+    from . import kernels
+
+    if rule not in RULES:
+        raise ValueError(f"unknown scoring rule {rule!r}; choose from {', '.join(RULES)}")
+    unknown = set(params) - set(DEFAULTS[rule])
+    if unknown:
+        raise ValueError(f"{rule} takes {', '.join(DEFAULTS[rule])}, not {', '.join(sorted(unknown))}")
+    p = {**DEFAULTS[rule], **params}
+    n = data.shape[1] if n_pos is None else int(n_pos)
+    final, peak = np.empty(n), np.empty(n)
+    traj = np.full((data.shape[0], n), np.nan) if trajectory else np.empty((0, 0))
+    if rule == "magnitude":
+        kernels.magnitude_scores(data, ctx, magnitude_thresholds(data, ctx), float(p["start"]), float(p["cap"]),
+                                 bool(p["exclude_bos"]), traj, final, peak)
+    elif rule == "voting":
+        kernels.rolling_votes(data, ctx, row_means(data, ctx), int(p["min_distance"]), traj, final, peak)
+    else:
+        if p["distance"] not in kernels.DISTANCE_MODES:
+            raise ValueError(f"unknown distance weighting {p['distance']!r}; choose from "
+                             f"{', '.join(kernels.DISTANCE_MODES)}")
+        kernels.cumulative_scores(data, ctx, float(p["decay_rate"]), float(p["boost"]),
+                                  kernels.DISTANCE_MODES[p["distance"]], float(p["min_distance"]), float(p["scale"]),
+                                  bool(p["floor"]), traj, final, peak)
+    return final, peak, (traj if trajectory else None), p
+
+
+def probability_matrix(red, kind=None):
+    """``(data, ctx)`` as probabilities (softmax per row for a logit capture)."""
+    data, ctx = matrix(red)
+    if value_kind(data, kind) == "logits":
+        data = to_probabilities(data, ctx)
+    return data, ctx
+
+
+def score(source, rule: str, *, prompt_only=False, trajectory=False, kind=None, reduce_options=None,
+          **params) -> Scores:
+    """Replay ``rule`` (magnitude, voting, cumulative) over the capture; parameters as in :data:`DEFAULTS`."""
+    red = open_reduced(source, **(reduce_options or {}))
+    data, ctx = probability_matrix(red, kind)
+    final, peak, traj, used = score_matrix(data, ctx, rule, prompt_length(red) if prompt_only else None, trajectory,
+                                           **params)
+    return Scores(rule, used, final, peak, traj, np.asarray(red.steps))
+
+
+def magnitude_voting(source, **kwargs) -> Scores:
+    return score(source, "magnitude", **kwargs)
+
+
+def rolling_voting(source, **kwargs) -> Scores:
+    return score(source, "voting", **kwargs)
+
+
+def cumulative_score(source, **kwargs) -> Scores:
+    return score(source, "cumulative", **kwargs)

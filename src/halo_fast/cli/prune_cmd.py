@@ -1,0 +1,60 @@
+"""``prune``: the pruning simulation -- drop the bottom X% of prompt tokens or sentences, compare policies."""
+
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    from ..analysis._cli import add_common
+    from ..analysis.prune import POLICIES
+
+    p = subparsers.add_parser(
+        "prune", help="simulate pruning the bottom X%% of the prompt by several policies and compare them",
+        description="Prune the bottom --budget %% of unprotected prompt tokens or sentences by each policy; report "
+        "kept/pruned units, the attention mass kept per step (mean, min) and the overlap of kept sets.")
+    add_common(p)
+    p.add_argument("--budget", type=float, default=30.0, help="percent of unprotected units to prune (default 30)")
+    p.add_argument("--unit", choices=["token", "sentence"], default="token")
+    p.add_argument("--policies", default=",".join(POLICIES), help=f"comma list (default {','.join(POLICIES)})")
+    p.add_argument("--sinks", type=int, default=4, help="sink tokens kept by the recent policy (default 4)")
+    p.add_argument("--no-protect-system", action="store_true", help="let system-prompt tokens be pruned")
+    p.add_argument("--write-prompt", metavar="FILE", help="write the prompt text pruned by --policy to FILE")
+    p.add_argument("--policy", default="peak", help="policy for --write-prompt (default peak)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --write-prompt file")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..analysis._cli import check_output, dump, reduce_options, table, usage_errors
+    from ..analysis.prune import prune
+    from ..store import atomic_path
+
+    policies = [x.strip() for x in args.policies.split(",") if x.strip()]
+    with usage_errors():
+        if args.write_prompt:
+            check_output(args.write_prompt, args.force)
+            if args.policy not in policies:
+                policies.append(args.policy)
+        result = prune(args.source, budget=args.budget, unit=args.unit, policies=policies,
+                       protect_system=not args.no_protect_system, sinks=args.sinks, kind=args.kind,
+                       reduce_options=reduce_options(args))
+    out = result.to_json()
+    if args.write_prompt:
+        with atomic_path(args.write_prompt, args.force) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(result.pruned_prompt(args.policy))
+        out["written"] = {"path": args.write_prompt, "policy": args.policy}
+    if args.json:
+        print(dump(out))
+        return 0
+    print(f"pruning {out['budget']:g}% of unprotected {out['unit']}s ({len(out['protected'])} protected tokens)")
+    rows = [{"policy": k, "kept": len(v["kept"]), "pruned": len(v["pruned"]), "mass_mean": v["mass_retained_mean"],
+             "mass_min": v["mass_retained_min"],
+             "first_pruned": " ".join(f"{u[0]}:{u[1]}" if isinstance(u, list) else str(u)
+                                      for u in v["pruned_units"][:8])} for k, v in out["policies"].items()]
+    print(table(rows, ["policy", "kept", "pruned", "mass_mean", "mass_min", "first_pruned"]))
+    print("\noverlap of kept sets (Jaccard):")
+    for pair, j in out["overlap"].items():
+        print(f"  {pair:<24} {j:.3f}")
+    if args.write_prompt:
+        print(f"\nwrote the prompt pruned by {args.policy} to {args.write_prompt}")
+    return 0
