@@ -195,22 +195,29 @@ def finish(data: np.ndarray, ids: np.ndarray, token_table: Table, prompt: Table,
     )
 
 
-def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None) -> Reduced:
-    """The same reduction on a decoded Capture (used by ``Capture.reduce``)."""
+def fold_tokens(plan: ReducePlan, ids: np.ndarray, shapes: np.ndarray, values_of) -> np.ndarray:
+    """Fold already decoded tokens one by one (``values_of(i)``: token i's flat float32 values).
+
+    The same arithmetic as the streaming JSON kernel, so every route gives identical numbers.
+    """
     from .kernels.reduce import reduce_decoded
 
-    plan = make_plan(op, over, layers, heads, cap.n_layers, cap.n_heads)
-    ids = select_tokens(cap.tokens["step"], cap.tokens["has_attention"], every, tokens)
-    max_context = int(cap.shapes[ids, 2].max()) if len(ids) else 0
+    max_context = int(shapes[ids, 2].max()) if len(ids) else 0
     data = output_array(len(ids), plan, max_context)
     acc = np.zeros((plan.n_groups, max_context), dtype=np.float64)
     counts = np.zeros((plan.n_groups, max_context), dtype=np.int64)
     n_rows = plan.n_layers * plan.n_heads
     for row, i in enumerate(ids.tolist()):
-        ctx = int(cap.shapes[i, 2])
-        values = cap.values[cap.offsets[i] : cap.offsets[i + 1]]
-        reduce_decoded(values, n_rows, ctx, plan.row_group, plan.first_row, plan.group_size, plan.op_code, acc,
-                       counts, data[row])
+        reduce_decoded(values_of(i), n_rows, int(shapes[i, 2]), plan.row_group, plan.first_row, plan.group_size,
+                       plan.op_code, acc, counts, data[row])
+    return data
+
+
+def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None) -> Reduced:
+    """The same reduction on a decoded Capture (used by ``Capture.reduce``)."""
+    plan = make_plan(op, over, layers, heads, cap.n_layers, cap.n_heads)
+    ids = select_tokens(cap.tokens["step"], cap.tokens["has_attention"], every, tokens)
+    data = fold_tokens(plan, ids, cap.shapes, lambda i: cap.values[cap.offsets[i] : cap.offsets[i + 1]])
     return finish(data, ids, cap.tokens, cap.prompt_tokens, cap.metadata, plan, every, tokens, cap.path)
 
 

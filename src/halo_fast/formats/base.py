@@ -51,18 +51,9 @@ class CaptureSource:
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
         """float32 [len(ids), groups, max context] folded as ``plan`` says, NaN beyond each context."""
-        from ..kernels.reduce import reduce_decoded
-        from ..reduction import output_array
+        from ..reduction import fold_tokens
 
-        max_context = int(self.shapes[ids, 2].max()) if len(ids) else 0
-        data = output_array(len(ids), plan, max_context)
-        acc = np.zeros((plan.n_groups, max_context), dtype=np.float64)
-        counts = np.zeros((plan.n_groups, max_context), dtype=np.int64)
-        n_rows = plan.n_layers * plan.n_heads
-        for row, i in enumerate(ids.tolist()):
-            reduce_decoded(self.token_values(i), n_rows, int(self.shapes[i, 2]), plan.row_group, plan.first_row,
-                           plan.group_size, plan.op_code, acc, counts, data[row])
-        return data
+        return fold_tokens(plan, ids, self.shapes, self.token_values)
 
     def capture(self) -> Capture:
         cap = Capture(

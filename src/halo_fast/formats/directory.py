@@ -196,22 +196,16 @@ class CaptureDirectory(TokenListSource):
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
         """Read each .bin into one reused scratch buffer and fold it (JSON token files: parse, then fold)."""
-        from ..kernels.reduce import reduce_decoded
-        from ..reduction import output_array
+        from ..reduction import fold_tokens
 
-        max_context = int(self.shapes[ids, 2].max()) if len(ids) else 0
-        data = output_array(len(ids), plan, max_context)
-        acc = np.zeros((plan.n_groups, max_context), dtype=np.float64)
-        counts = np.zeros((plan.n_groups, max_context), dtype=np.int64)
-        n_rows = plan.n_layers * plan.n_heads
         sizes = np.diff(self.offsets)
         scratch = np.empty(int(sizes[ids].max()) if len(ids) else 0, dtype=np.float32)
-        for row, i in enumerate(ids.tolist()):
-            if self._kinds[i] == "bin":
-                values = scratch[: sizes[i]]
-                self._read_bin(i, values)
-            else:
-                values = self.token_values(i)
-            reduce_decoded(values, n_rows, int(self.shapes[i, 2]), plan.row_group, plan.first_row, plan.group_size,
-                           plan.op_code, acc, counts, data[row])
-        return data
+
+        def values_of(i: int) -> np.ndarray:
+            if self._kinds[i] != "bin":
+                return self.token_values(i)
+            values = scratch[: sizes[i]]
+            self._read_bin(i, values)
+            return values
+
+        return fold_tokens(plan, ids, self.shapes, values_of)
