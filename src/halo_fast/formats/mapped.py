@@ -55,7 +55,11 @@ class MappedFile:
         return self._map.find(needle, start)
 
     def read(self, start: int, stop: int) -> bytes:
-        return self._map[start:stop]
+        """Bytes [start, stop) by pread, not through the map: touching the map would keep pages
+        (whole large folios, with modern page caches) resident in this process."""
+        start = max(0, min(start, self.size))
+        stop = max(start, min(stop, self.size))
+        return os.pread(self._file.fileno(), stop - start, start)
 
     def __exit__(self, *exc_info) -> None:
         self.bytes = np.empty(0, dtype=np.uint8)
