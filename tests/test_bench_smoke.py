@@ -21,3 +21,12 @@ def test_bench_quick_smoke(tmp_path):
         rows = {row["contender"]: row for row in report["tasks"][task]}
         assert rows["halo_fast"]["status"] == "ok"
         assert rows["json"]["status"] == "ok" and rows["simdjson"]["status"] == "ok"
+
+
+def test_large_adds_a_5gb_scaling_size():
+    from halo_fast.cli.bench_cmd import config_from
+    from halo_fast.cli.main import build_parser
+
+    args = build_parser().parse_args(["bench", "--large"])
+    assert config_from(args).sizes[-1] == 5_000_000_000
+    assert 5_000_000_000 not in config_from(build_parser().parse_args(["bench"])).sizes

@@ -28,6 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", help=f"main capture size (default {FULL['size']}; --quick: {QUICK['size']})")
     p.add_argument("--sizes", help=f"sizes for the scaling table (default {FULL['sizes']}; --quick: {QUICK['sizes']})")
     p.add_argument("--quick", action="store_true", help="small sizes and 3 repeats: a smoke test in under a minute")
+    p.add_argument("--large", action="store_true", help="add a 5 GB capture to the scaling table (about 5 GB of disk)")
     p.add_argument("--repeat", type=int, help=f"timed runs per measurement, after one warm-up (default {FULL['repeat']})")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON instead of tables")
     p.add_argument("--data-dir", default="bench/data", help="where synthetic captures are cached (default bench/data)")
@@ -55,7 +56,8 @@ def config_from(args):
     defaults = QUICK if args.quick else FULL
     try:
         size = parse_size(args.size or defaults["size"])
-        sizes = sorted({parse_size(s) for s in (args.sizes or defaults["sizes"]).split(",") if s.strip()})
+        sizes = sorted({parse_size(s) for s in (args.sizes or defaults["sizes"]).split(",") if s.strip()}
+                       | ({parse_size("5GB")} if args.large else set()))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     repeat = defaults["repeat"] if args.repeat is None else args.repeat
@@ -71,7 +73,7 @@ def command_line(args) -> str:
     """The command that reproduces this run (from sys.argv when it is the CLI, else from ``args``)."""
     if sys.argv[1:2] == ["bench"]:
         return "python -m halo_fast " + shlex.join(sys.argv[1:])
-    words = ["bench"] + (["--quick"] if args.quick else [])
+    words = ["bench"] + (["--quick"] if args.quick else []) + (["--large"] if args.large else [])
     for flag in ("size", "sizes", "repeat", "data_dir", "contenders", "sections", "seed", "markdown"):
         value = getattr(args, flag)
         if value is not None:
