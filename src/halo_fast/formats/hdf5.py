@@ -67,20 +67,10 @@ def _read_column(dataset) -> np.ndarray:
 
 
 def selected_tokens(steps: np.ndarray, every: int = 1, tokens=None) -> np.ndarray:
-    """Indices of the tokens to convert: step in [start, stop), (step - start) % every == 0 (with or
-    without attention: a converted capture keeps its attention-less tokens)."""
-    from ..reduction import _token_range
+    """Indices of the tokens to convert: reduce's step selection, but attention-less tokens are kept too."""
+    from ..reduction import select_tokens
 
-    if int(every) < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
-    start, stop = _token_range(tokens)
-    keep = np.ones(len(steps), dtype=bool)
-    if start is not None:
-        keep &= steps >= start
-    if stop is not None:
-        keep &= steps < stop
-    keep &= (steps - (start or 0)) % int(every) == 0
-    return np.flatnonzero(keep)
+    return select_tokens(np.asarray(steps), np.ones(len(steps), dtype=bool), every, tokens)
 
 
 def convert(source, target: str, *, compression: str = "none", every: int = 1, tokens=None, force: bool = False,

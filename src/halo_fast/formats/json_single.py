@@ -280,6 +280,19 @@ def _element_offset(mapped: MappedFile, layout: Layout, k: int) -> int | None:
     return start + len(text) - len(stripped)
 
 
+def check_layers_heads(shapes: np.ndarray, has_attention: np.ndarray, where) -> None:
+    """Every token with attention has the first one's layers x heads; ``where(i)``: (path, offset, step)."""
+    if not has_attention.any():
+        return
+    first = shapes[np.argmax(has_attention)]
+    differs = np.flatnonzero(has_attention & ((shapes[:, 0] != first[0]) | (shapes[:, 1] != first[1])))
+    if len(differs):
+        i = int(differs[0])
+        raise CaptureError(
+            f"token has {shapes[i, 0]} layers x {shapes[i, 1]} heads, the first has {first[0]} x {first[1]}", *where(i)
+        )
+
+
 def plan_tokens(document, layout: Layout, mapped: MappedFile):
     """Shapes, value offsets and token table from the skeleton; all checks before any allocation."""
     path = mapped.path
@@ -325,17 +338,7 @@ def plan_tokens(document, layout: Layout, mapped: MappedFile):
             )
         shapes[i] = shape
         has_attention[i] = True
-    if has_attention.any():
-        first = shapes[np.argmax(has_attention)]
-        differs = np.flatnonzero(has_attention & ((shapes[:, 0] != first[0]) | (shapes[:, 1] != first[1])))
-        if len(differs):
-            i = int(differs[0])
-            raise CaptureError(
-                f"token has {shapes[i, 0]} layers x {shapes[i, 1]} heads, the first has {first[0]} x {first[1]}",
-                path,
-                int(layout.data_open[i]),
-                tokens[i].get("step", i),
-            )
+    check_layers_heads(shapes, has_attention, lambda i: (path, int(layout.data_open[i]), tokens[i].get("step", i)))
     counts = shapes.prod(axis=1)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])

@@ -33,17 +33,9 @@ class TokenListSource(CaptureSource):
 
     def finish_tokens(self, records: list, shapes: np.ndarray, has_attention: np.ndarray, where) -> None:
         """Set shapes, offsets and tables; ``where(i)`` is (path, offset) of token i for errors."""
-        from .json_single import token_table
+        from .json_single import check_layers_heads, token_table
 
-        if has_attention.any():
-            first = shapes[np.argmax(has_attention)]
-            differs = np.flatnonzero(has_attention & ((shapes[:, 0] != first[0]) | (shapes[:, 1] != first[1])))
-            if len(differs):
-                i = int(differs[0])
-                raise CaptureError(
-                    f"token has {shapes[i, 0]} layers x {shapes[i, 1]} heads, the first has {first[0]} x {first[1]}",
-                    *where(i), records[i].get("step", i),
-                )
+        check_layers_heads(shapes, has_attention, lambda i: (*where(i), records[i].get("step", i)))
         self.shapes = shapes
         self.has_attention = has_attention
         self.offsets = np.zeros(len(records) + 1, dtype=np.int64)
