@@ -7,6 +7,11 @@ mean over layers and heads by default, NaN beyond each step's context).
 ``.npz`` written by ``python -m halo_fast reduce``, or a :class:`~halo_fast.reduction.Reduced`.
 
 Prompt token ``k`` (row ``k`` of the prompt table) is column ``k`` of the matrix.
+
+Modules, one analysis each: ``sentences`` (question 1), ``decay`` (2-4), ``distance`` (5),
+``stats``, ``scoring`` (Halo Weave's rules), ``prune`` (experiment 2), ``sweep``,
+``heatmap`` (experiment 3; needs matplotlib) and ``report`` (all of them in one Markdown file):
+``from halo_fast.analysis.heatmap import heatmap``, ``from halo_fast.analysis.report import report``.
 """
 
 from __future__ import annotations

@@ -7,17 +7,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import CaptureError
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
 SUBCOMMANDS = ["reduce", "info", "check", "decode", "convert", "sentences", "decay", "distance", "stats", "prune",
-               "sweep", "synth", "demo", "bench"]
+               "sweep", "heatmap", "report", "synth", "demo", "bench"]
 
 
 class UsageError(Exception):
     """A command line that asks for something impossible (exit code 2)."""
+
+
+def check_output(path: str, force: bool) -> None:
+    """Before any long work: the output's folder exists, and an existing output needs --force."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"the output folder does not exist: {folder}")
+    if os.path.exists(path) and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +57,9 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"usage error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be read or written: say which, without a traceback
+        print(f"error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
