@@ -76,6 +76,17 @@ def test_reduce_refuses_to_overwrite(capture, capsys):
     assert h5py.is_hdf5(output)
 
 
+def test_outputs_get_the_usual_file_mode(capture, tmp_path):
+    """The temporary file is created owner-only; the renamed output follows the umask like any file."""
+    out = tmp_path / "r.h5"
+    mask = os.umask(0o022)
+    try:
+        assert main(["reduce", capture, "-o", str(out)]) == 0
+    finally:
+        os.umask(mask)
+    assert os.stat(out).st_mode & 0o777 == 0o644
+
+
 def test_failed_write_leaves_previous_output(capture, monkeypatch):
     output = capture.replace(".json", ".reduced.h5")
     with open(output, "w") as f:

@@ -8,6 +8,7 @@ the previous output intact and no partial file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -27,12 +28,15 @@ def atomic_path(target: str, force: bool = False):
     if os.path.exists(target) and not force:
         raise FileExistsError(target)
     folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", folder)
     handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
     os.close(handle)
     try:
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it owner-only; outputs get the usual mode
         os.replace(temporary, target)
         with contextlib.suppress(OSError):
             directory = os.open(folder, os.O_RDONLY)
@@ -43,6 +47,12 @@ def atomic_path(target: str, force: bool = False):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _text_array(values) -> np.ndarray:

@@ -37,16 +37,15 @@ def usage_errors():
     except CaptureError:
         raise
     except FileNotFoundError as exc:
-        raise UsageError(f"no such file: {exc.filename}") from None
+        raise UsageError(f"{exc.strerror or 'no such file'}: {exc.filename}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
 def check_output(path: str, force: bool) -> None:
-    from ..cli.main import UsageError
+    from ..cli.main import check_output as check
 
-    if os.path.exists(path) and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    check(path, force)
 
 
 def fmt(x, digits: int = 4) -> str:

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from .main import UsageError
+from .main import UsageError, check_output
 
 
 def add_parser(subparsers) -> None:
@@ -52,8 +52,7 @@ def run(args) -> int:
     output = args.output or default_output(args.capture)
     if os.path.abspath(output) == os.path.abspath(args.capture):
         raise UsageError(f"the output {output} is the input")
-    if os.path.exists(output) and not args.force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    check_output(output, args.force)
     started = time.perf_counter()
     try:
         with open_capture(args.capture, recover=args.recover, strict=args.strict,

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .main import UsageError
+from .main import UsageError, check_output
 
 
 def add_parser(subparsers) -> None:
@@ -75,8 +75,7 @@ def run(args) -> int:
 
     fmt = args.format or ("npz" if args.output and args.output.endswith(".npz") else "h5")
     output = args.output or default_output(args.capture, fmt)
-    if os.path.exists(output) and not args.force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    check_output(output, args.force)
     over = tuple(axis.strip() for axis in args.over.split(",") if axis.strip())
     started = time.perf_counter()
     try:
