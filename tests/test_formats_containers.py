@@ -84,19 +84,22 @@ def test_gap_is_reported(tmp_path):
 
 
 def test_short_and_missing_bin(tmp_path):
+    """A short .bin is a token cut short (truncation: recover drops it); a missing .bin is only reported."""
     path = write_directory(tmp_path / "capture_1", kind="bin", **SYNTH)
     short = os.path.join(path, "token_00003_attn.bin")
     with open(short, "r+b") as f:
         f.truncate(os.path.getsize(short) - 4)
     os.unlink(os.path.join(path, "token_00005_attn.bin"))
+    with pytest.raises(halo_fast.CaptureError, match=r"truncated: token_00003_attn.bin holds \d+ of \d+ bytes"):
+        halo_fast.load(path)
     with pytest.warns(UserWarning) as caught:
-        cap = halo_fast.load(path)
-    message = str(caught[0].message)
-    assert "token_00003_attn.bin is" in message and "token 5 (step 5) has an attention shape but no .bin" in message
-    assert cap.tokens["has_attention"].tolist() == [False, True, True, False, True, False, True]
-    assert cap.attention(3) is None
-    with pytest.raises(halo_fast.CaptureError, match="2 problem"):
-        with open_capture(path, strict=True):
+        cap = halo_fast.load(path, recover=True)
+    assert "token 5 (step 5) has an attention shape but no .bin" in str(caught[0].message)
+    assert cap.tokens["step"].tolist() == [0, 1, 2, 4, 5, 6]
+    assert cap.tokens["has_attention"].tolist() == [False, True, True, True, False, True]
+    assert cap.recovery["lost_steps"] == [3]
+    with pytest.raises(halo_fast.CaptureError, match="1 problem"):
+        with open_capture(path, strict=True, recover=True):
             pass
 
 

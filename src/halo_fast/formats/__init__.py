@@ -16,9 +16,11 @@ def open_capture(path, *, progress: bool = False, window_bytes: int | None = Non
                  strict: bool = False):
     """The source for ``path``: use it as a context manager.
 
-    ``recover``: a truncated single-JSON capture yields its complete tokens (see
-    ``source.recovery``) instead of raising. ``strict``: problems a capture directory
-    or JSON-lines file can carry (gaps, missing or short .bin files) raise instead of warning.
+    ``recover``: a truncated capture (single JSON or JSON lines cut short, a .jsonl.gz
+    whose stream ends early, token files of a directory cut short) yields its complete
+    tokens (see ``source.recovery``) instead of raising. ``strict``: problems a capture
+    directory or JSON-lines file can carry (gaps, missing .bin files, no metadata) raise
+    instead of warning; the two are independent (docs/formats.md).
     """
     from .detect import detect
     from .json_single import DEFAULT_WINDOW_BYTES
@@ -29,7 +31,7 @@ def open_capture(path, *, progress: bool = False, window_bytes: int | None = Non
     if kind == "directory":
         from .directory import CaptureDirectory
 
-        return CaptureDirectory(path, window_bytes, progress, strict)
+        return CaptureDirectory(path, window_bytes, progress, strict, recover)
     if kind == "hdf5":
         from .hdf5 import HDF5Source
 
@@ -37,7 +39,7 @@ def open_capture(path, *, progress: bool = False, window_bytes: int | None = Non
     if kind in ("jsonl", "jsonl.gz"):
         from .jsonlines import JsonLines
 
-        return JsonLines(path, window_bytes, progress, strict, gzipped=kind.endswith(".gz"))
+        return JsonLines(path, window_bytes, progress, strict, gzipped=kind.endswith(".gz"), recover=recover)
     if kind == "json.gz":
         from .gzipped import GzipJson
 

@@ -3,9 +3,14 @@
 ``metadata.json`` (metadata fields plus ``prompt_tokens``), then per generated
 token either ``token_XXXXX.json`` (one token object) or ``token_XXXXX_meta.json``
 + ``token_XXXXX_attn.bin`` (raw little-endian float32; absent without attention).
-The writer's queue can drop files, so gaps, missing or short ``.bin`` files and
+The writer's queue can drop files, so gaps, missing or oversized ``.bin`` files and
 strays are collected as ``problems``: a warning listing them, or a CaptureError
 with ``strict=True``. A token whose ``.bin`` is unusable is kept without attention.
+
+A token file cut short -- a ``.bin`` holding fewer bytes than its shape needs, a
+``token_XXXXX.json`` or ``_meta.json`` ending inside its object, an empty one: what a
+crash mid-write leaves -- is truncation: a CaptureError, or with ``recover=True`` the
+token is dropped and ``recovery`` lists it. ``strict`` and ``recover`` are independent.
 
 ``.bin`` values need no parsing: ``decode`` reads each file straight into its
 slice of the output and ``reduce`` folds each file right after reading it.
@@ -71,12 +76,15 @@ def read_into(path: str, out: np.ndarray) -> int:
 class CaptureDirectory(TokenListSource):
     format_name = "directory"
 
-    def __init__(self, path, window_bytes: int = 4 << 20, progress: bool = False, strict: bool = False):
+    def __init__(self, path, window_bytes: int = 4 << 20, progress: bool = False, strict: bool = False,
+                 recover: bool = False):
         self.path = os.fspath(path)
         self.window_bytes = window_bytes
         self.progress = progress
         self.strict = strict
+        self.recover = recover
         self.problems: list[str] = []
+        self.truncated: list[dict] = []  # token files cut short: file, step, what it holds
 
     def __enter__(self) -> "CaptureDirectory":
         meta_path = os.path.join(self.path, "metadata.json")
@@ -95,8 +103,45 @@ class CaptureDirectory(TokenListSource):
             if missing:
                 self.problems.append(f"missing token indices {_ranges(missing)}")
         self._plan(indices, files)
+        if self.truncated and not self.recover:
+            raise self._truncation_error()
         self._report()
+        if self.truncated:
+            first = self.truncated[0]
+            self.recovery = {"truncated_at": first["holds"], "complete_tokens": len(self.token_table),
+                             "partial_tokens": len(self.truncated), "kept_bytes": 0,
+                             "truncated_files": [os.path.basename(t["file"]) for t in self.truncated],
+                             "lost_steps": [t["step"] for t in self.truncated]}
         return self
+
+    def _truncation_error(self) -> CaptureError:
+        first = self.truncated[0]
+        name = os.path.basename(first["file"])
+        if first["needs"] is not None:
+            what = f"{name} holds {first['holds']} of {first['needs']} bytes"
+        elif first["holds"]:
+            what = f"{name} ends at byte {first['holds']} inside its JSON object"
+        else:
+            what = f"{name} is empty"
+        more = len(self.truncated) - 1
+        if more:
+            names = ", ".join(os.path.basename(t["file"]) for t in self.truncated[1:6])
+            what += f"; {more} more token file(s) cut short: {names}{', ...' if more > 5 else ''}"
+        return CaptureError(f"truncated: {what} (recover=True, or --recover, keeps the complete tokens)",
+                            first["file"], first["holds"], first["step"])
+
+    def _cut_json(self, path: str, index: int, exc: CaptureError) -> None:
+        """A JSON token or meta file that does not parse: recorded as cut short if it is, else ``exc`` raised."""
+        from .token_object import is_cut_object, step_in
+
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError:
+            raise exc from None
+        if text.strip() and not is_cut_object(text, self.window_bytes):
+            raise exc
+        self.truncated.append({"file": path, "step": step_in(text, index), "holds": len(text), "needs": None})
 
     def _plan(self, indices: list[int], files: dict) -> None:
         from .json_single import _shape_of
@@ -111,7 +156,11 @@ class CaptureDirectory(TokenListSource):
             if "json" in group:
                 if "meta" in group:
                     self.problems.append(f"token {index} has both a .json and a _meta.json file; the .json is used")
-                token = read_token_file(group["json"], self.window_bytes)
+                try:
+                    token = read_token_file(group["json"], self.window_bytes)
+                except CaptureError as exc:
+                    self._cut_json(group["json"], index, exc)
+                    continue
                 k = len(records)
                 records.append(token.record)
                 shapes[k] = token.shape
@@ -122,7 +171,11 @@ class CaptureDirectory(TokenListSource):
             if "meta" not in group:
                 self.problems.append(f"{os.path.basename(group['bin'])} has no _meta.json; ignored")
                 continue
-            meta = _read_small_json(group["meta"])
+            try:
+                meta = _read_small_json(group["meta"])
+            except CaptureError as exc:
+                self._cut_json(group["meta"], index, exc)
+                continue
             if not isinstance(meta, dict):
                 raise CaptureError("token meta file is not a JSON object", group["meta"], 0)
             step = meta.get("generation_step", meta.get("step", index))
@@ -138,6 +191,10 @@ class CaptureDirectory(TokenListSource):
                 size = os.path.getsize(group["bin"]) if "bin" in group else None
                 if size is None:
                     self.problems.append(f"token {index} (step {step}) has an attention shape but no .bin file")
+                elif size < expected:
+                    self.truncated.append({"file": group["bin"], "step": step, "holds": size, "needs": expected})
+                    shapes[k] = 0
+                    continue
                 elif size != expected:
                     self.problems.append(f"{os.path.basename(group['bin'])} is {size} bytes, its shape "
                                          f"{shapes[k].tolist()} needs {expected}")
@@ -154,7 +211,8 @@ class CaptureDirectory(TokenListSource):
             kinds.append("bin" if has_attention[k] else "none")
             paths.append(group.get("bin", group["meta"]))
         self._kinds, self._paths = kinds, paths
-        self.finish_tokens(records, shapes, has_attention, lambda i: (paths[i], None))
+        n = len(records)  # fewer than planned when token files were cut short
+        self.finish_tokens(records, shapes[:n], has_attention[:n], lambda i: (paths[i], None))
 
     def _report(self) -> None:
         if not self.problems:

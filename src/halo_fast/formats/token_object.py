@@ -10,6 +10,7 @@ bit-identical values. Error offsets are mapped back to the object's file.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from ..errors import CaptureError
 
 PREFIX = b'{"generated_tokens":['
 SUFFIX = b"]}"
+STEP_FIELD = re.compile(rb'"(?:generation_)?step"\s*:\s*(-?\d+)\s*[,}]')  # whole: a cut "12" is not step 1
 
 
 class BufferFile:
@@ -51,9 +53,13 @@ def framed(size: int) -> tuple[bytearray, memoryview]:
     return buffer, memoryview(buffer)[len(PREFIX) : len(PREFIX) + size]
 
 
-def frame_bytes(text: bytes) -> bytearray:
-    buffer, view = framed(len(text))
-    view[:] = text
+def frame_bytes(*pieces) -> bytearray:
+    """The framed buffer of the concatenated ``pieces`` (bytes-like), copied once."""
+    buffer, view = framed(sum(len(piece) for piece in pieces))
+    at = 0
+    for piece in pieces:
+        view[at : at + len(piece)] = piece
+        at += len(piece)
     return buffer
 
 
@@ -65,12 +71,14 @@ class TokenObject:
     shape: np.ndarray  # int64 [3]
     has_attention: bool
     count: int
-    _scan: SimpleNamespace
+    _scan: SimpleNamespace | None  # None when parsed for its fields only (``parse_token(data_span=...)``)
 
     def values(self) -> np.ndarray:
         """The token's attention, flat float32, exact."""
         from .json_single import _decode_one
 
+        if self._scan is None:
+            raise ValueError("this token object was parsed without its values")
         try:
             return _decode_one(self._scan, 0)
         except CaptureError as exc:
@@ -87,8 +95,14 @@ def _relocated(exc: CaptureError, path: str, base_offset: int, size: int) -> Cap
     return CaptureError(reason, path, offset, exc.step)
 
 
-def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes: int = 4 << 20) -> TokenObject:
-    """Structure pass over a framed token object (see ``framed``); the values are decoded by ``.values()``."""
+def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes: int = 4 << 20,
+                data_span: int | None = None) -> TokenObject:
+    """Structure pass over a framed token object (see ``framed``); the values are decoded by ``.values()``.
+
+    ``data_span``: the caller cut the bulk of the attention array out of the text
+    (``"data":[]`` is left) and gives the length it had, for the size checks; such a
+    token gives its fields and shape only, not values.
+    """
     from .json_single import Skeleton, check_data_content, plan_tokens, scan_structure
 
     mapped = BufferFile(buffer, path)
@@ -100,6 +114,8 @@ def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes
         except CaptureError:
             check_data_content(mapped, layout.events)
             raise
+        if data_span is not None and layout.data_open[0] >= 0:
+            layout.data_close = layout.data_open + data_span
         tokens, shapes, has_attention, offsets = plan_tokens(document, layout, mapped)
     except CaptureError as exc:
         raise _relocated(exc, path, base_offset, size) from None
@@ -114,8 +130,10 @@ def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes
     if isinstance(attention, dict) and "data" in attention:
         record = dict(record)
         record["attention"] = {k: v for k, v in attention.items() if k != "data"}
-    scan = SimpleNamespace(layout=layout, offsets=offsets, mapped=mapped, tokens=tokens, path=path,
-                           base_offset=base_offset, size=size)
+    scan = None
+    if data_span is None:
+        scan = SimpleNamespace(layout=layout, offsets=offsets, mapped=mapped, tokens=tokens, path=path,
+                               base_offset=base_offset, size=size)
     return TokenObject(record, shapes[0].copy(), bool(has_attention[0]), int(offsets[1]), scan)
 
 
@@ -133,3 +151,25 @@ def read_token_file(path: str, window_bytes: int = 4 << 20) -> TokenObject:
     if not size:
         raise CaptureError("empty file", path, 0)
     return parse_token(buffer, path, 0, window_bytes)
+
+
+def is_cut_object(text: bytes, window_bytes: int = 4 << 20) -> bool:
+    """Whether ``text`` is a JSON object cut short: sound structure so far (the single-JSON walker
+    finds no error), opened, never closed -- what a write interrupted mid-object leaves.
+
+    Like single-JSON recovery, only the structure is judged: the partial object's content is dropped unread.
+    """
+    from .json_single import scan_structure
+
+    try:
+        layout = scan_structure(BufferFile(bytearray(PREFIX + text), ""), window_bytes, recover=True)
+    except CaptureError:
+        return False
+    recovery = layout.recovery
+    return recovery is not None and recovery["complete_tokens"] == 0 and recovery["partial_tokens"] == 1
+
+
+def step_in(text: bytes, default):
+    """The step a (possibly cut) token object's first bytes name, else ``default``."""
+    found = STEP_FIELD.search(text[:4096])
+    return int(found.group(1)) if found else default
