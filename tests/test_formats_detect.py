@@ -33,13 +33,12 @@ def test_empty_directory_lists_supported_formats(tmp_path):
         halo_fast.load(tmp_path)
 
 
-def test_gzipped_single_json_is_a_clear_error(tmp_path):
+def test_gzipped_single_json_is_detected(tmp_path):
     path = str(tmp_path / "capture.json")
     write_capture(path, **SYNTH)
     gz = gzip_file(path, path + ".gz")
     assert detect(gz) == "json.gz"
-    with pytest.raises(halo_fast.CaptureError, match="not supported yet"):
-        halo_fast.load(gz)
+    assert_same_capture(halo_fast.load(gz), halo_fast.load(path))
 
 
 def test_pretty_printed_json_is_not_json_lines(tmp_path):

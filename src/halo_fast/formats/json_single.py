@@ -229,6 +229,16 @@ class Skeleton:
         self.text = b"".join(pieces)
         self.path = mapped.path
 
+    @classmethod
+    def from_text(cls, text: bytes, skeleton_starts: list, file_starts: list, path: str) -> "Skeleton":
+        """A skeleton gathered elsewhere (a stream); piece k starts at skeleton_starts[k] / file_starts[k]."""
+        skeleton = cls.__new__(cls)
+        skeleton.text = text
+        skeleton._skeleton_starts = list(skeleton_starts) or [0]
+        skeleton._file_starts = list(file_starts) or [0]
+        skeleton.path = path
+        return skeleton
+
     def file_offset(self, skeleton_offset: int) -> int:
         i = bisect.bisect_right(self._skeleton_starts, skeleton_offset) - 1
         return self._file_starts[i] + skeleton_offset - self._skeleton_starts[i]

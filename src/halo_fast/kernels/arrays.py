@@ -85,7 +85,7 @@ def decode_array(buf, start, end, out, out_start, count, hard):
     return ARRAY_OK, end, n, n_hard
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def decode_arrays(buf, starts, ends, out_starts, counts, order, out, status, hard):
     """Decode spans ``order[k]`` in parallel; status[i] = (code, position, parsed, hard count)."""
     for k in prange(order.shape[0]):

@@ -132,7 +132,7 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
     return ARRAY_OK, end, n
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def reduce_arrays(buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, first_row, group_size, op,
                   acc, counts, out, status):
     """reduce_array over tokens ``order[k]`` in parallel into out[out_rows[i], :, :ctx]."""
