@@ -46,12 +46,16 @@ def default_output(capture: str, fmt: str) -> str:
 
 
 def warn_recovery(path: str, recovery: dict | None) -> None:
-    if recovery:
-        print(
-            f"warning: {path} is truncated at byte {recovery['truncated_at']}: kept {recovery['complete_tokens']} "
-            f"complete generated tokens, dropped {recovery['partial_tokens']} partial one(s)",
-            file=sys.stderr,
-        )
+    if not recovery:
+        return
+    if recovery.get("truncated_files"):  # a capture directory
+        files = recovery["truncated_files"]
+        where = f"is truncated: token files cut short ({', '.join(files[:5])}{', ...' if len(files) > 5 else ''})"
+    else:
+        unit = "decompressed byte" if recovery.get("offsets") == "decompressed" else "byte"
+        where = f"is truncated at {unit} {recovery['truncated_at']}"
+    print(f"warning: {path} {where}: kept {recovery['complete_tokens']} complete generated tokens, "
+          f"dropped {recovery['partial_tokens']} partial one(s)", file=sys.stderr)
 
 
 def top_positions(reduced, k: int) -> list[dict]:

@@ -444,6 +444,7 @@ class GzipJson(CaptureSource):
             "complete_tokens": kept,
             "partial_tokens": max(scan.opened_tokens(), len(scan.records)) - kept,
             "kept_bytes": scan.ranges[-1][1] if scan.ranges else scan.list_open_at + 1,
+            "offsets": "decompressed",
         }
 
     # pass 2 ---------------------------------------------------------------------------------------
