@@ -40,7 +40,7 @@ class Layout:
     recovery: dict | None = None  # set when a truncated file was cut after its last complete token
 
 
-STEP_FIELD = re.compile(rb'"step"\s*:\s*(-?\d+)')
+STEP_FIELD = re.compile(rb'"(?:generation_)?step"\s*:\s*(-?\d+)\s*[,}]')  # whole: a cut "12" is not step 1
 
 
 def step_hint(mapped: MappedFile, events: np.ndarray, token: int):

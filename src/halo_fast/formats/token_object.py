@@ -10,7 +10,6 @@ bit-identical values. Error offsets are mapped back to the object's file.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -20,7 +19,6 @@ from ..errors import CaptureError
 
 PREFIX = b'{"generated_tokens":['
 SUFFIX = b"]}"
-STEP_FIELD = re.compile(rb'"(?:generation_)?step"\s*:\s*(-?\d+)\s*[,}]')  # whole: a cut "12" is not step 1
 
 
 class BufferFile:
@@ -171,5 +169,7 @@ def is_cut_object(text: bytes, window_bytes: int = 4 << 20) -> bool:
 
 def step_in(text: bytes, default):
     """The step a (possibly cut) token object's first bytes name, else ``default``."""
+    from .json_single import STEP_FIELD
+
     found = STEP_FIELD.search(text[:4096])
     return int(found.group(1)) if found else default
