@@ -254,6 +254,43 @@ def test_corpus_through_load(scratch, window, per_token):
             assert_same(t, g, e)
 
 
+def _digit_block_texts() -> list[str]:
+    """Numbers around the parser's eight-byte digit blocks: integer and fraction lengths either side of
+    8, 16, 19 and 20 digits, leading zeros, exponents right after the digits."""
+    rng = random.Random(20261128)
+
+    def digits(n: int, first: str = "123456789") -> str:
+        return "".join(rng.choice(first if i == 0 else "0123456789") for i in range(n))
+
+    lengths = [1, 2, 3, 7, 8, 9, 10, 11, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 31]
+    out = []
+    for n in lengths:
+        for whole in ["0", "7", digits(3), digits(8), digits(11), digits(12), digits(17), digits(19)]:
+            fraction = digits(n, "0123456789")
+            out += [f"{whole}.{fraction}{exponent}" for exponent in ["", "e-5", "E+2", "e0", "e-300"]]
+        out += [digits(n), "9" * n, "1" + "0" * (n - 1), "0." + "9" * n, "0." + "0" * n + "1", "0." + "0" * n,
+                "0." + "0" * n + digits(17), "-0." + "0" * n + digits(16) + "e3"]
+    return out + ["-0.0", "-0.00000000", "-0.000000000000000000000", "0.0000000000000000", "-0.0e5",
+                  "0.0012345678901234567", "0.00123456789012345678", "0.001234567890123456", "999999999999999999.9",
+                  "1844674407370955161.5", "1000000000000000000.5", "99999999999.99999999", "0.125", "1e-5"]
+
+
+DIGIT_BLOCK_TEXTS = _digit_block_texts()
+
+
+def test_digit_blocks():
+    """Each number alone in its buffer (ending exactly at the end), before ']' or ',', before a non-ASCII
+    byte, and all of them in one array."""
+    for text in DIGIT_BLOCK_TEXTS:
+        expected = expected_number(text)
+        for trailer in ["", "]", ",0.5]", " é", "é"]:
+            assert_same(text + repr(trailer), kernel_number(text, trailer=trailer), expected)
+    got = kernel_array(DIGIT_BLOCK_TEXTS)
+    expected = reference_array(json.loads("[" + ",".join(DIGIT_BLOCK_TEXTS) + "]"))
+    for text, g, e in zip(DIGIT_BLOCK_TEXTS, got, expected):
+        assert_same(text, g, e)
+
+
 def test_literals():
     for text, expected in [("null", np.nan), ("NaN", np.nan), ("Infinity", np.inf), ("-Infinity", -np.inf)]:
         assert_same(text, kernel_number(text), expected_number(text))

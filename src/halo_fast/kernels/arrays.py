@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from .floats import HARD, OK, TRUNCATED, parse_value
+from .floats import HARD, OK, TRUNCATED, byte_view, parse_number
 
 # status codes of decode_array (column 0 of the status table)
 ARRAY_OK = 0
@@ -42,8 +42,9 @@ def decode_array(buf, start, end, out, out_start, count, hard):
     Python reference must finish. Returns (code, byte position, values parsed, hard count).
     """
     # Whitespace loops are written out: a helper call per value costs twice the parse time.
+    data = byte_view(buf)  # reads bounded by end, as in parse_value
     p = start + 1
-    while p < end and (buf[p] == 32 or buf[p] == 10 or buf[p] == 13 or buf[p] == 9):
+    while p < end and (data[p] == 32 or data[p] == 10 or data[p] == 13 or data[p] == 9):
         p += 1
     n = 0
     n_hard = 0
@@ -54,7 +55,7 @@ def decode_array(buf, start, end, out, out_start, count, hard):
     while True:
         if n >= count:
             return ARRAY_TOO_MANY, p, n, n_hard
-        value, after, status = parse_value(buf, p, end)
+        value, after, status = parse_number(data, p, end)
         if status != OK:
             if status == HARD:
                 if n_hard < hard.shape[0]:
@@ -69,14 +70,14 @@ def decode_array(buf, start, end, out, out_start, count, hard):
         out[out_start + n] = value
         n += 1
         p = after
-        while p < end and (buf[p] == 32 or buf[p] == 10 or buf[p] == 13 or buf[p] == 9):
+        while p < end and (data[p] == 32 or data[p] == 10 or data[p] == 13 or data[p] == 9):
             p += 1
         if p == end:
             break
-        if buf[p] != 44:  # ,
+        if data[p] != 44:  # ,
             return ARRAY_BAD_SEPARATOR, p, n, n_hard
         p += 1
-        while p < end and (buf[p] == 32 or buf[p] == 10 or buf[p] == 13 or buf[p] == 9):
+        while p < end and (data[p] == 32 or data[p] == 10 or data[p] == 13 or data[p] == 9):
             p += 1
         if p == end:
             return ARRAY_TRAILING_COMMA, p, n, n_hard

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import config
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from numba.extending import intrinsic
 
 from .pow5 import LARGEST_POWER, SMALLEST_POWER, build_table
@@ -44,13 +46,21 @@ PRECISION_MASK = np.uint64(0x1FF)  # ALL_ONES >> 55: 52 mantissa bits + 3
 HIDDEN_BIT = np.uint64(1 << 52)
 TWO_HIDDEN = np.uint64(2 << 52)
 MAX_CLINGER_MANTISSA = np.uint64(1 << 53)
+# Clinger's path is taken only below 10**15 (exact either way): the 16- and 17-digit
+# numbers float64 writers mostly print then all take Eisel-Lemire, a predictable
+# branch instead of a coin flip on which side of 2**53 each one falls.
+MAX_CLINGER_PREFERRED = np.uint64(10**15)
 MAX_BEFORE_DIGIT = np.uint64(10**18)  # w * 10 + d still exact in a uint64
-MAX_BEFORE_EIGHT_DIGITS = np.uint64(10**11)  # w * 10**8 + eight digits still exact
 U100000000 = np.uint64(10**8)
-HIGH_NIBBLES = np.uint64(0xF0F0F0F0F0F0F0F0)
-SIXES = np.uint64(0x0606060606060606)
-THREES = np.uint64(0x3333333333333333)
+POW10_U64 = np.array([10**i for i in range(9)], dtype=np.uint64)
+# MAX_BEFORE_DIGITS[n]: w * 10**n + n digits stays below 10**19, and the digit loop
+# (which takes digits while w < MAX_BEFORE_DIGIT) would take all n of them
+MAX_BEFORE_DIGITS = np.array([10 ** (19 - n) for n in range(9)], dtype=np.uint64)
 ZEROS = np.uint64(0x3030303030303030)
+SEVENTY_SIXES = np.uint64(0x7676767676767676)
+HIGH_BITS = np.uint64(0x8080808080808080)
+U8 = np.uint64(8)
+U56 = np.uint64(56)
 LOW_BYTE_PAIRS = np.uint64(0x000000FF000000FF)
 MUL_100_1000000 = np.uint64(100 + (1000000 << 32))
 MUL_1_10000 = np.uint64(1 + (10000 << 32))
@@ -84,30 +94,7 @@ def _mul_64x64(typingctx, a, b):
     return signature, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _leading_zeros(w):
-    n = 0
-    if w >> np.uint64(32) == U0:
-        n += 32
-        w <<= np.uint64(32)
-    if w >> np.uint64(48) == U0:
-        n += 16
-        w <<= np.uint64(16)
-    if w >> np.uint64(56) == U0:
-        n += 8
-        w <<= np.uint64(8)
-    if w >> np.uint64(60) == U0:
-        n += 4
-        w <<= np.uint64(4)
-    if w >> np.uint64(62) == U0:
-        n += 2
-        w <<= np.uint64(2)
-    if w >> U63 == U0:
-        n += 1
-    return n
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")  # a call spilled the parser's registers
 def eisel_lemire(w, q):
     """Correctly rounded double nearest to w * 10**q (w uint64 > 0).
 
@@ -118,7 +105,7 @@ def eisel_lemire(w, q):
         return True, 0.0
     if q > LARGEST_POWER:
         return True, np.inf
-    lz = _leading_zeros(w)
+    lz = np.int64(leading_zeros(w))  # one instruction (w > 0)
     w = w << np.uint64(lz)
     index = q - SMALLEST_POWER
     high, low = _mul_64x64(w, POW5_HIGH[index])
@@ -156,41 +143,98 @@ def eisel_lemire(w, q):
     return True, np.float64(mantissa) * POW2[power2]
 
 
+def _is_bytes(buf):
+    return (isinstance(buf, types.Array) and buf.dtype == types.uint8) or buf == types.CPointer(types.uint8)
+
+
 @intrinsic
 def load_u64(typingctx, buf, index):
-    """Eight bytes of a uint8 array at any offset, as one little-endian uint64.
+    """Eight bytes of a uint8 array (or of a byte_view) at any offset, as one little-endian uint64.
 
     Unchecked: callers guarantee index + 8 <= the end they may read to.
     """
-    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and isinstance(index, types.Integer)):
+    if not (_is_bytes(buf) and isinstance(index, types.Integer)):
         return None
     signature = types.uint64(buf, index)
 
     def codegen(context, builder, sig, args):
-        array = context.make_array(sig.args[0])(context, builder, args[0])
+        if isinstance(sig.args[0], types.Array):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        else:
+            data = args[0]
         offset = context.cast(builder, args[1], sig.args[1], types.intp)
-        pointer = builder.bitcast(builder.gep(array.data, [offset]), ir.IntType(64).as_pointer())
+        pointer = builder.bitcast(builder.gep(data, [offset]), ir.IntType(64).as_pointer())
         return builder.load(pointer, align=1)
 
     return signature, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _is_eight_digits(chunk):
-    return (
-        (chunk & HIGH_NIBBLES) | (((chunk + SIXES) & HIGH_NIBBLES) >> np.uint64(4))
-    ) == THREES
+@intrinsic
+def _data_pointer(typingctx, buf):
+    """The first byte of a contiguous uint8 array, as a raw pointer (no reference count)."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.layout == "C"):
+        return None
+    signature = types.CPointer(types.uint8)(buf)
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return signature, codegen
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _parse_eight_digits(chunk):
-    """Value of eight ASCII digits packed little-endian in a uint64 (SWAR, no loop)."""
-    chunk = chunk - ZEROS
+def _same_array(buf):
+    return buf
+
+
+# The hot loops read bytes through byte_view(buf): a raw pointer, which numba
+# indexes without the negative-index fix-up, and which -- unlike an array handed
+# to an inlined function -- carries no reference count (that cost an atomic
+# incref/decref pair per number: numba cannot prune them across the parser's many
+# exits). Every read stays below an `end` the caller checked. Under
+# NUMBA_BOUNDSCHECK=1 the view is the array itself, so checked runs still check
+# every byte read.
+byte_view = _same_array if config.BOUNDSCHECK else _data_pointer
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _eight_digit_value(chunk):
+    """Value of eight digit values (0..9) packed little-endian in a uint64, first digit lowest (SWAR)."""
     chunk = (chunk * U10) + (chunk >> np.uint64(8))
     chunk = (
         ((chunk & LOW_BYTE_PAIRS) * MUL_100_1000000) + (((chunk >> np.uint64(16)) & LOW_BYTE_PAIRS) * MUL_1_10000)
     ) >> U32
     return chunk & MASK32
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _take_digits(buf, p, end, w):
+    """Fold the digits at buf[p:] into w, eight bytes at a time: returns (w, p, digits taken).
+
+    Stops early -- leaving the rest to the digit-by-digit loop -- within eight bytes of
+    end or when w grows too large to take every digit exactly; where it takes digits it
+    gives exactly what that loop would. The last, partial block is counted with one
+    trailing-zero count instead of a loop whose exit depends on each number's length.
+    """
+    taken = 0
+    while p + 8 <= end:
+        values = load_u64(buf, p) ^ ZEROS  # a digit byte becomes 0..9, any other byte 10 or more
+        # a byte's high bit is set iff it is not a digit (no carry leaves a digit byte)
+        non_digit = ((values + SEVENTY_SIXES) | values) & HIGH_BITS
+        n = trailing_zeros(non_digit) >> U3  # leading digit bytes, 0..8
+        if w >= MAX_BEFORE_DIGITS[n]:
+            break
+        if n == U8:
+            w = w * U100000000 + _eight_digit_value(values)
+            taken += 8
+            p += 8
+        else:
+            # keep the n digit bytes, moved to the top; the zero bytes below add nothing
+            w = w * POW10_U64[n] + _eight_digit_value((values << (U56 - (n << U3))) << U8)
+            taken += np.int64(n)
+            p += np.int64(n)
+            break
+    return w, p, taken
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -222,6 +266,12 @@ def parse_value(buf, p, end):
     Returns (value: float32, next_position, status) with status OK, HARD (valid,
     but finish it with the reference), BAD_NUMBER or TRUNCATED.
     """
+    return parse_number(byte_view(buf), p, end)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def parse_number(buf, p, end):
+    """parse_value on a byte_view (or the array): what loops that hold a byte_view call."""
     if p >= end:
         return NAN32, p, TRUNCATED
     b = buf[p]
@@ -260,6 +310,7 @@ def parse_value(buf, p, end):
     if b == 48:  # a leading 0 stands alone
         p += 1
     else:
+        w, p, _taken = _take_digits(buf, p, end, w)
         while p < end and _is_digit(buf[p]):
             if w < MAX_BEFORE_DIGIT:
                 w = w * U10 + np.uint64(buf[p] - 48)
@@ -274,13 +325,8 @@ def parse_value(buf, p, end):
             return NAN32, p, TRUNCATED
         if not _is_digit(buf[p]):
             return NAN32, p, BAD_NUMBER
-        while p + 8 <= end and w < MAX_BEFORE_EIGHT_DIGITS:
-            chunk = load_u64(buf, p)
-            if not _is_eight_digits(chunk):
-                break
-            w = w * U100000000 + _parse_eight_digits(chunk)
-            exponent -= 8
-            p += 8
+        w, p, taken = _take_digits(buf, p, end, w)
+        exponent -= taken
         while p < end and _is_digit(buf[p]):
             if w < MAX_BEFORE_DIGIT:
                 w = w * U10 + np.uint64(buf[p] - 48)
@@ -315,7 +361,7 @@ def parse_value(buf, p, end):
         if negative and not is_integer:
             return -np.float32(0.0), p, OK
         return np.float32(0.0), p, OK
-    if w <= MAX_CLINGER_MANTISSA and exponent >= -22 and exponent <= 22:
+    if w < MAX_CLINGER_PREFERRED and exponent >= -22 and exponent <= 22:
         value = np.float64(w)
         if exponent >= 0:
             value = value * POW10_EXACT[exponent]
