@@ -1,0 +1,47 @@
+"""Keep numba's on-disk cache of this package's kernels consistent across its files.
+
+numba checks a cached kernel only against the file that defines it, but the kernels
+of arrays.py and reduce.py compile floats.py's number parser (and pow5.py's tables)
+into themselves: after floats.py alone changes -- a development checkout, an editable
+install -- they would go on running the old parser from the cache. So the package's
+sources are fingerprinted together, and cached code made from other sources is
+dropped before any kernel loads. A fresh install replaces every file, so numba sees
+those changes itself; a read-only install (its cache elsewhere) never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+STAMP = "halo_fast_kernels.fingerprint"
+
+
+def sources_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def drop_stale_cache(folder: Path) -> bool:
+    """Remove ``folder/__pycache__``'s numba files unless they were made from these sources; True if removed."""
+    cache = folder / "__pycache__"
+    stamp = cache / STAMP
+    fingerprint = sources_fingerprint(folder)
+    try:
+        if stamp.read_text() == fingerprint:
+            return False
+    except OSError:
+        pass
+    try:
+        for path in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            path.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        temporary = cache / f"{STAMP}.{os.getpid()}"
+        temporary.write_text(fingerprint)
+        os.replace(temporary, stamp)
+    except OSError:  # a read-only install: nothing is cached beside it, and its files do not change
+        return False
+    return True
