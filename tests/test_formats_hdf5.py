@@ -38,6 +38,7 @@ def test_round_trip_is_bit_exact(tmp_path, original, compression):
     assert_same_reduced(halo_fast.reduce(h5, over="heads"), halo_fast.reduce(path, over="heads"))
     with open_capture(h5) as source:
         assert source.format_name == "hdf5"
+        assert (source.flat is not None) == (compression == "none")  # compressed: padded copy only
 
 
 def test_plain_h5py_reads_one_row(tmp_path, original):
@@ -112,3 +113,85 @@ def test_cli_convert(tmp_path, original, cli, capsys):
     assert cli(["convert", str(broken), "-o", str(tmp_path / "y.h5")]) == 1
     assert not os.path.exists(tmp_path / "y.h5")
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+
+
+def test_flat_values_and_padded_attention_hold_the_same_numbers(tmp_path, original):
+    path, ref = original
+    h5 = converted(path, tmp_path / "c.h5")
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["format_version"] == 2
+        assert f["values"].chunks is None  # contiguous: one read fills the output
+        assert np.array_equal(f["values"][()].view(np.uint32), ref.values.view(np.uint32))
+        assert np.array_equal(f["offsets"][()], ref.offsets)
+        attention, offsets = f["attention"], f["offsets"][()]
+        for t in np.flatnonzero(ref.tokens["has_attention"]).tolist():
+            flat = f["values"][offsets[t] : offsets[t + 1]].reshape(ref.shapes[t])
+            assert np.array_equal(flat.view(np.uint32), attention[t, :, :, : ref.shapes[t, 2]].view(np.uint32))
+
+
+@pytest.mark.parametrize("layers, heads, width, k", [(28, 28, 395, 14), (3, 2, 26, 3), (31, 32, 2048, 4),
+                                                      (32, 32, 512, 16), (31, 4, 2048, 31), (7, 1, 70000, 3),
+                                                      (2, 64, 8192, 1)])
+def test_chunks_split_layers_evenly(layers, heads, width, k):
+    from halo_fast.formats.hdf5 import CHUNK_BYTES, chunk_layers
+
+    assert chunk_layers(layers, heads, width) == k
+    assert k * heads * width * 4 <= CHUNK_BYTES or k == 1
+
+
+def _as_version_1(h5: str, target, chunk_layers: int, compression=None, drop=()) -> str:
+    """The file a version-1 convert wrote: no values/offsets, attention chunked (1, chunk_layers, ...);
+    the tokens in ``drop`` are not written (a damaged file)."""
+    with h5py.File(h5, "r") as src, h5py.File(target, "w") as dst:
+        for name, value in src.attrs.items():
+            dst.attrs[name] = value
+        dst.attrs["format_version"] = 1
+        for name in ("shapes", "tokens", "prompt"):
+            src.copy(src[name], dst, name)
+        attention = src["attention"]
+        chunks = (1, chunk_layers, *attention.shape[2:])
+        out = dst.create_dataset("attention", shape=attention.shape, dtype="<f4", chunks=chunks, fillvalue=np.nan,
+                                 compression=compression)
+        for t in np.flatnonzero(src["tokens/has_attention"][()]).tolist():
+            if t not in drop:
+                out[t] = attention[t]
+    return str(target)
+
+
+@pytest.mark.parametrize("chunk_layers, compression", [(3, None), (2, None), (1, None), (2, "gzip")])
+def test_version_1_files_are_still_read(tmp_path, original, chunk_layers, compression):
+    path, ref = original
+    v1 = _as_version_1(converted(path, tmp_path / "c.h5"), tmp_path / "v1.h5", chunk_layers, compression)
+    assert_same_capture(halo_fast.load(v1), ref)
+    assert_same_reduced(halo_fast.reduce(v1, over="heads"), halo_fast.reduce(path, over="heads"))
+    with open_lazy(v1) as cap:
+        assert cap._source.flat is None
+        assert np.array_equal(cap.attention(-1), ref.attention(-1))
+
+
+def test_a_missing_chunk_is_an_error(tmp_path, original):
+    path, ref = original
+    v1 = _as_version_1(converted(path, tmp_path / "c.h5"), tmp_path / "v1.h5", 3, drop=(3,))
+    with pytest.raises(halo_fast.CaptureError, match="damaged HDF5 capture: chunk of token 3") as error:
+        halo_fast.load(v1)
+    assert error.value.step == ref.tokens["step"][3]
+
+
+def test_offsets_that_disagree_with_shapes_are_an_error(tmp_path, original):
+    path, _ = original
+    h5 = converted(path, tmp_path / "c.h5")
+    with h5py.File(h5, "r+") as f:
+        f["offsets"][-1] -= 1
+    with pytest.raises(halo_fast.CaptureError, match="disagree with 'shapes'"):
+        halo_fast.load(h5)
+
+
+def test_converting_a_json_capture_releases_its_pages(tmp_path, original, monkeypatch):
+    """token_values parses through the file map; convert hands each token's pages back."""
+    from halo_fast.formats.mapped import MappedFile
+
+    path, ref = original
+    released = []
+    monkeypatch.setattr(MappedFile, "release", lambda self, start, stop: released.append((start, stop)))
+    converted(path, tmp_path / "c.h5")
+    assert len(released) >= int(ref.tokens["has_attention"].sum())
