@@ -3,6 +3,10 @@
 * ``load``: every token's attention as float32 (one array per token with attention);
 * ``reduce``: the guide's mean over layers and heads, one float32 row of ``ctx`` per token.
 
+The format sections time halo_fast on the same capture as a .bin directory, an HDF5
+file and gzip, next to ``FORMAT_CONTENDERS``: the floors (``np.fromfile`` over the .bin
+files; ``gunzip_floor`` in-process, ``gzip -dc`` as a process) and plain h5py.
+
 Each contender is a plain ``path -> list of arrays`` function, so the subprocess
 runner (which needs one process per contender to see its peak memory) and
 pytest-benchmark (in-process) time exactly the same code. Running this module is
@@ -130,6 +134,55 @@ def read_floor(path, chunk=1 << 20):
             total += n
 
 
+def fromfile_floor(path):
+    """The floor for a .bin capture directory: ``np.fromfile`` of every ``token_XXXXX_attn.bin``, in token order."""
+    import os
+    import re
+
+    import numpy as np
+
+    found = [re.fullmatch(r"token_(\d+)_attn\.bin", name) for name in os.listdir(path)]
+    names = [m.group(0) for m in sorted((m for m in found if m), key=lambda m: int(m.group(1)))]
+    return [np.fromfile(os.path.join(path, name), dtype="<f4") for name in names]
+
+
+def gunzip_floor(path, chunk=1 << 20):
+    """In-process twin of ``gzip -dc FILE > /dev/null``: decompress into one reused 1 MiB buffer."""
+    import gzip
+
+    buffer = bytearray(chunk)
+    total = 0
+    with gzip.open(path, "rb") as f:
+        while True:
+            n = f.readinto(buffer)
+            if not n:
+                return total
+            total += n
+
+
+# --------------------------------------------------------------------------- plain h5py on a converted capture
+
+
+def h5py_rows(path):
+    """The documented plain-h5py way: ``f["attention"][t, :, :, :ctx]`` for each token with attention."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        attention, shapes = f["attention"], f["shapes"][()]
+        return [attention[t, :, :, : shapes[t, 2]] for t in np.flatnonzero(shapes[:, 2]).tolist()]
+
+
+def h5py_values(path):
+    """Plain h5py on the flat copy: ``f["values"][()]`` cut at ``f["offsets"]`` (uncompressed files)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        values, offsets, shapes = f["values"][()], f["offsets"][()], f["shapes"][()]
+    return [values[offsets[t] : offsets[t + 1]] for t in np.flatnonzero(shapes[:, 2]).tolist()]
+
+
 def _reducer(load):
     return lambda path: load(path, reduce=True)
 
@@ -142,8 +195,12 @@ CONTENDERS = {
     "msgspec": {"load": msgspec_load, "reduce": _reducer(msgspec_load)},
     "simdjson": {"load": simdjson_load, "reduce": _reducer(simdjson_load)},
 }
+#: the format sections' other contenders, one job each: name -> function(path) -> list of float32 arrays.
+#: halo_fast itself is ``CONTENDERS["halo_fast"]`` there too: load/reduce take any format's path.
+FORMAT_CONTENDERS = {"fromfile": fromfile_floor, "h5py": h5py_rows, "h5py_values": h5py_values}
 #: the module each contender needs (a missing one is reported as skipped, not as a failure)
-REQUIRES = {"halo_fast": "halo_fast", "json": "json", "orjson": "orjson", "msgspec": "msgspec", "simdjson": "simdjson"}
+REQUIRES = {"halo_fast": "halo_fast", "json": "json", "orjson": "orjson", "msgspec": "msgspec", "simdjson": "simdjson",
+            "fromfile": "numpy", "h5py": "h5py", "h5py_values": "h5py"}
 #: imported before the in-process timer starts, so "in-process s" is the work (process time has both)
 PRELOAD = {
     "halo_fast": ("numpy", "numba", "halo_fast.formats.json_single", "halo_fast.reduction"),
@@ -152,6 +209,16 @@ PRELOAD = {
     "msgspec": ("numpy", "msgspec"),
     "simdjson": ("numpy", "simdjson"),
     "read": (),
+    "fromfile": ("numpy",),
+    "h5py": ("numpy", "h5py"),
+    "h5py_values": ("numpy", "h5py"),
+}
+#: halo_fast on other formats: what its job imports anyway (numba only where it parses text or folds)
+HALO_FAST_PRELOAD = {
+    "hdf5": ("numpy", "h5py", "halo_fast.formats.hdf5", "halo_fast.reduction"),
+    "directory": ("numpy", "halo_fast.formats.directory", "halo_fast.reduction"),
+    "jsonl.gz": PRELOAD["halo_fast"] + ("halo_fast.formats.jsonlines",),
+    "json.gz": PRELOAD["halo_fast"] + ("halo_fast.formats.gzipped",),
 }
 DESCRIPTIONS = {
     "halo_fast": "halo_fast.load / halo_fast.reduce (numba, memory-mapped, parallel)",
@@ -162,7 +229,24 @@ DESCRIPTIONS = {
     "read": "floor: one pass over the bytes, readinto a reused 1 MiB buffer (Python)",
     "cat": "floor: cat FILE > /dev/null",
     "startup": "reference: python -c 'import numpy' (process start, no work)",
+    "fromfile": "floor for a .bin capture directory: np.fromfile of every token_XXXXX_attn.bin",
+    "h5py": "plain h5py on a converted capture: f['attention'][t, :, :, :ctx] per token",
+    "h5py_values": "plain h5py on a converted capture: f['values'][()] cut at f['offsets']",
+    "gzip -dc": "floor for gzip inputs: gzip -dc FILE > /dev/null",
+    "convert": "python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none --force",
 }
+
+
+def preload(contender: str, task: str, path: str) -> tuple:
+    """The modules to import before the timer: halo_fast's depend on the input's format."""
+    if contender != "halo_fast":
+        return PRELOAD[contender]
+    from halo_fast.formats.detect import detect
+
+    modules = HALO_FAST_PRELOAD.get(detect(path))
+    if modules is None:
+        return PRELOAD["halo_fast"]
+    return modules + (("numba",) if task == "reduce" and "numba" not in modules else ())
 
 
 def available(name: str) -> bool:
@@ -201,7 +285,7 @@ def padded(rows):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Run one contender once (the benchmark runner's child).")
-    p.add_argument("contender", choices=sorted(CONTENDERS) + ["read"])
+    p.add_argument("contender", choices=sorted(CONTENDERS) + sorted(FORMAT_CONTENDERS) + ["read"])
     p.add_argument("task", choices=TASKS + ("read",))
     p.add_argument("path")
     p.add_argument("--expect", type=int, help="tokens with attention (or bytes, for read) the result must have")
@@ -210,7 +294,7 @@ def main(argv=None) -> int:
     import importlib
 
     started = time.perf_counter()
-    for module in PRELOAD[args.contender]:
+    for module in preload(args.contender, args.task, args.path):
         importlib.import_module(module)
     import_seconds = time.perf_counter() - started
     if args.contender == "read":
@@ -219,11 +303,16 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - started
         result = {"count": n, "seconds": seconds}
     else:
-        function = CONTENDERS[args.contender][args.task]
+        if args.contender in FORMAT_CONTENDERS:
+            function = FORMAT_CONTENDERS[args.contender]
+        else:
+            function = CONTENDERS[args.contender][args.task]
         started = time.perf_counter()
         arrays = function(args.path)
         seconds = time.perf_counter() - started
+        started = time.perf_counter()
         result = {"count": len(arrays), "seconds": seconds, **fingerprint(arrays)}
+        result["check_seconds"] = time.perf_counter() - started  # part of the process time, not of the work
         if args.out and args.task == "reduce":
             import numpy as np
 

@@ -108,6 +108,62 @@ def sections(result: dict) -> list:
             rows = [["failed", "", "", cold.get("note", "")]]
         out.append((f"cold start: halo_fast.reduce on {cold.get('mb', 0):.0f} MB in a new process",
                     ["numba cache", "process s", "work s", "peak RSS MB"], rows))
+    return out + format_sections(result)
+
+
+def _x(x) -> str:
+    return "" if x is None else f"{x:.2f}x"
+
+
+def _format_rows(rows: list, mb: float, ratios: tuple) -> list:
+    """One line per contender: times, MB/s of ``mb``, peak RSS, the ``ratios`` keys, imports, work, check."""
+    out = []
+    for r in rows:
+        if r["status"] != "ok":
+            out.append([r["contender"], r["status"]] + [""] * (6 + len(ratios)) + [r.get("note", "")])
+            continue
+        out.append([r["contender"], _s(r["median_s"]), _s(r["min_s"]), _n(mb / r["median_s"]), _n(r["peak_rss_mb"])]
+                   + [_x(r.get(k)) for k in ratios]
+                   + [_s(r.get("import_s")), _s(r.get("inner_s")), _s(r.get("check_s")), r.get("check", "")])
+    return out
+
+
+def format_sections(result: dict) -> list:
+    """The other formats of the main capture (.bin directory, HDF5, gzip) and `convert`."""
+    out = []
+    head = ["contender", "median s", "min s", "MB/s", "peak RSS MB"]
+    tail = ["imports s", "work s", "checksum s", "check"]
+    d = result.get("directory")
+    if d:
+        cap = d["input"]
+        out.append((f"directory: .bin capture directory ({cap.get('bin_files')} .bin files, {d['mb']:.1f} MB of "
+                    f"float32; MB/s of those bytes; vs floor: time / np.fromfile's, whole process and work)",
+                    head + ["vs floor", "work vs floor"] + tail, _format_rows(d["rows"], d["mb"], ("vs_floor",
+                                                                                                "vs_floor_work"))))
+    h = result.get("hdf5")
+    if h:
+        cap = h["input"]
+        out.append((f"hdf5: the converted capture read back ({cap['bytes'] / 1e6:.1f} MB .h5, format_version "
+                    f"{cap['params'].get('format_version')}, uncompressed; MB/s of the {h['mb']:.1f} MB of float32; "
+                    "speedup: JSON load time / this, whole process and work)",
+                    head + ["speedup", "work speedup"] + tail,
+                    _format_rows(h["rows"], h["mb"], ("json_over", "json_work_over"))))
+    for part in result.get("gzip", {}).get("inputs", []):
+        cap = part["input"]
+        out.append((f"gzip: {os.path.basename(cap['path'])} ({cap['bytes'] / 1e6:.1f} MB, {part['mb']:.1f} MB of "
+                    "text; MB/s of the text; vs floor: time / gzip -dc's)",
+                    head + ["vs floor"] + tail, _format_rows(part["rows"], part["mb"], ("vs_floor",))))
+    c = result.get("convert")
+    if c:
+        rows = []
+        for r in c["rows"]:
+            if r["status"] != "ok":
+                rows.append([r["size"], _n(r["mb"]), str(r["tokens"]), r["status"], "", "", "", r.get("note", "")])
+                continue
+            rows.append([r["size"], _n(r["mb"]), str(r["tokens"]), _s(r["median_s"]), _s(r["min_s"]),
+                         _n(r["mb"] / r["median_s"]), _n(r["peak_rss_mb"]), _n(r.get("output_mb"))])
+        out.append(("convert: python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none (whole process)",
+                    ["size", "JSON MB", "tokens", "median s", "min s", "MB/s", "peak RSS MB", "output MB"], rows))
     return out
 
 

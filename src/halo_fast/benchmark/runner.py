@@ -19,11 +19,16 @@ import time
 from dataclasses import dataclass
 
 from . import contenders as cs
-from .data import ensure_capture, size_label
+from .data import ensure_capture, ensure_forms, size_label
 
 CHILD = [sys.executable, "-m", "halo_fast.benchmark.contenders"]
 ALL_CONTENDERS = ("halo_fast", "json", "orjson", "msgspec", "simdjson", "read")
-SECTIONS = ("main", "scaling", "threads", "cold")
+SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert")
+#: gzip section: input form -> tasks halo_fast runs on it (each input also gets its `gzip -dc` floor).
+#: halo_fast.load/reduce take any path, so a new reader is measured by listing its tasks here.
+GZIP_FORMS = {"jsonl.gz": ("load", "reduce"), "json.gz": ("load", "reduce")}
+#: the forms of the main capture each format section reads
+SECTION_FORMS = {"directory": ("bin",), "hdf5": ("h5",), "gzip": tuple(GZIP_FORMS)}
 COLD_SIZE = 10_000_000  # the cold-start capture: small, so compiling dominates
 REDUCE_RTOL, REDUCE_ATOL = 1e-4, 1e-7  # float32 means summed in other orders differ in the last bits
 
@@ -118,6 +123,8 @@ def measure(argv, repeat: int, env=None, capture=True, warmup_argv=None) -> dict
     if first.get("seconds") is not None:
         row["inner_s"] = statistics.median(r["seconds"] for r in results)
         row["import_s"] = statistics.median(r["import_seconds"] for r in results)
+    if first.get("check_seconds") is not None:
+        row["check_s"] = statistics.median(r["check_seconds"] for r in results)
     if any(r.get("crc32") != first.get("crc32") for r in results):
         row["status"], row["note"] = "failed", "timed runs gave different results than the warm-up run"
     return row
@@ -153,7 +160,9 @@ class Suite:
 
     def run(self) -> dict:
         try:
-            main = self.capture(self.cfg.size)
+            forms = [f for section in self.cfg.sections for f in SECTION_FORMS.get(section, ())]
+            main, self.forms = ensure_forms(self.cfg.data_dir, self.cfg.size, forms, self.cfg.seed, self.cfg.style,
+                                            self.log)  # first: a stale main capture is rewritten
             out = {"capture": main, "tasks": {}, "scaling": [], "threads": [], "cold_start": None}
             if "main" in self.cfg.sections:
                 out["tasks"] = self.main(main)
@@ -163,6 +172,13 @@ class Suite:
                 out["threads"] = self.threads(out["tasks"], main)
             if "cold" in self.cfg.sections:
                 out["cold_start"] = self.cold_start()
+            self.reference_rows = {task: next((r for r in out["tasks"].get(task, []) if r["contender"] == "halo_fast"),
+                                              None) for task in cs.TASKS}
+            for section in ("directory", "hdf5", "gzip"):
+                if section in self.cfg.sections:
+                    out[section] = getattr(self, f"{section}_section")(main)
+            if "convert" in self.cfg.sections:
+                out["convert"] = self.convert_section()
             out["rss_floor_mb"] = spawn(["true"]).rss_mb
             self.notes.append(f"a peak RSS below ~{out['rss_floor_mb']:.0f} MB cannot be seen: a new process "
                               "starts with its launcher's resident pages counted")
@@ -265,6 +281,116 @@ class Suite:
             ok = np.allclose(a[both], b[both], rtol=REDUCE_RTOL, atol=REDUCE_ATOL)
             row["check"] = f"allclose (max rel {rel:.1e})" if ok else f"MISMATCH (max rel {rel:.1e})"
 
+    # ---- the same capture in other formats: .bin directory, HDF5, gzip; and convert
+
+    def child(self, label: str, contender: str, task: str, path: str, expect: int, out_npy: str | None = None) -> dict:
+        """One contender on one input, in its own processes (warm-up + ``repeat`` runs)."""
+        if not cs.available(contender):
+            return {"contender": label, "task": task, "status": "skipped",
+                    "note": f"{cs.REQUIRES[contender]} is not installed"}
+        self.log(f"{label} ...")
+        argv = CHILD + [contender, task, path, "--expect", str(expect)]
+        warmup = argv + ["--out", out_npy] if out_npy else argv
+        return {"contender": label, "task": task, **measure(argv, self.cfg.repeat, warmup_argv=warmup)}
+
+    def halo_fast_rows(self, form: str, cap: dict, tasks=cs.TASKS) -> list:
+        rows = []
+        for task in tasks:
+            npy = os.path.join(self.scratch, f"{form}_{task}.npy") if task == "reduce" else None
+            row = self.child(f"halo_fast {task}", "halo_fast", task, cap["path"], cap["with_attention"], npy)
+            rows.append(dict(row, npy=npy) if npy else row)
+        return rows
+
+    def reference(self, task: str, cap: dict) -> dict | None:
+        """halo_fast on the JSON capture: the main table's row, or one run made for the checks."""
+        row = self.reference_rows.get(task)
+        if row is not None and row["status"] == "ok":
+            return row
+        npy = os.path.join(self.scratch, "halo_fast_reduce.npy")
+        self.log(f"reference: halo_fast {task} on the JSON capture ...")
+        run = spawn(CHILD + ["halo_fast", task, cap["path"], "--expect", str(cap["with_attention"])]
+                    + (["--out", npy] if task == "reduce" else []))
+        if run.returncode != 0:
+            return None
+        self.reference_rows[task] = {"status": "ok", "result": child_result(run), "contender": "halo_fast"}
+        return self.reference_rows[task]
+
+    def check_rows(self, rows: list, cap: dict) -> None:
+        """Every load must give the JSON decode's float32 bits; every reduce its means to rounding."""
+        for task in cs.TASKS:
+            mine = [r for r in rows if r.get("task") == task and r["status"] == "ok" and "check" not in r]
+            ref = self.reference(task, cap) if mine else None
+            for row in mine:
+                if ref is None:
+                    row["check"] = "no reference"
+                elif task == "load":
+                    same = row["result"]["crc32"] == ref["result"]["crc32"]
+                    row["check"] = "same bits as JSON" if same else "MISMATCH (crc32 differs from the JSON decode)"
+                else:
+                    row["check"] = _compare_reduced(os.path.join(self.scratch, "halo_fast_reduce.npy"), row["npy"])
+
+    def directory_section(self, main: dict) -> dict:
+        """A .bin capture directory: halo_fast load/reduce against np.fromfile over its .bin files."""
+        cap = self.forms["bin"]
+        n = cap["with_attention"]
+        rows = [self.child("np.fromfile (floor)", "fromfile", "load", cap["path"], n)]
+        rows += self.halo_fast_rows("bin", cap)
+        self.check_rows(rows, main)
+        _ratios(rows, rows[0], "vs_floor")
+        return {"input": cap, "mb": cap["bin_bytes"] / 1e6, "rows": rows}
+
+    def hdf5_section(self, main: dict) -> dict:
+        """The converted .h5 read back: halo_fast and plain h5py, against halo_fast decoding the JSON."""
+        cap = self.forms["h5"]
+        n = cap["with_attention"]
+        json_row = self.reference_rows.get("load")
+        if json_row is None or "median_s" not in json_row:  # the main table did not run halo_fast
+            json_row = self.child("halo_fast load (JSON)", "halo_fast", "load", main["path"], n)
+            if json_row["status"] == "ok":
+                self.reference_rows["load"] = json_row
+        rows = [dict(json_row, contender="halo_fast load (JSON)", task="reference", check="reference")]
+        rows += self.halo_fast_rows("h5", cap)
+        rows.append(self.child("h5py: attention[t, :, :, :ctx]", "h5py", "load", cap["path"], n))
+        rows.append(self.child("h5py: values cut at offsets", "h5py_values", "load", cap["path"], n))
+        self.check_rows(rows, main)
+        for row in rows:
+            if row["status"] == "ok" and json_row["status"] == "ok":
+                row["json_over"] = json_row["median_s"] / row["median_s"]
+                if row.get("inner_s") and json_row.get("inner_s"):
+                    row["json_work_over"] = json_row["inner_s"] / row["inner_s"]
+        return {"input": cap, "mb": cap["float32_bytes"] / 1e6, "rows": rows}
+
+    def gzip_section(self, main: dict) -> dict:
+        """gzip inputs: halo_fast against `gzip -dc FILE > /dev/null` on the same file."""
+        inputs = []
+        for form, tasks in GZIP_FORMS.items():
+            cap = self.forms[form]
+            self.log(f"gzip -dc {os.path.basename(cap['path'])} ...")
+            floor = {"contender": "gzip -dc (floor)", "task": "read",
+                     **measure(["gzip", "-dc", cap["path"]], self.cfg.repeat, capture=False)}
+            rows = [floor] + self.halo_fast_rows(form, cap, tasks)
+            self.check_rows(rows, main)
+            _ratios(rows, floor, "vs_floor")
+            inputs.append({"input": cap, "mb": cap["text_bytes"] / 1e6, "rows": rows})
+        return {"inputs": inputs}
+
+    def convert_section(self) -> dict:
+        """`python -m halo_fast convert` (uncompressed) on two sizes: its time, and whether memory stays flat."""
+        rows = []
+        target = os.path.join(self.scratch, "convert.h5")
+        for size in sorted({min(self.cfg.sizes), self.cfg.size}):
+            cap = self.capture(size)
+            self.log(f"convert: {size_label(size)} ...")
+            argv = [sys.executable, "-m", "halo_fast", "convert", cap["path"], "-o", target, "--compression", "none",
+                    "--force"]
+            m = measure(argv, self.cfg.repeat)
+            output_mb = os.path.getsize(target) / 1e6 if os.path.exists(target) else None
+            rows.append({"size": size_label(size), "mb": cap["bytes"] / 1e6, "tokens": cap["tokens"],
+                         "output_mb": output_mb, **m})
+            if os.path.exists(target):
+                os.remove(target)
+        return {"rows": rows}
+
     # ---- halo_fast alone: sizes, threads, cold start
 
     def scaling(self, tasks: dict, main: dict) -> list:
@@ -330,7 +456,41 @@ def _all_ok(out: dict) -> bool:
     rows += [r[task] for r in out["scaling"] for task in cs.TASKS if task in r]
     rows += [m for r in out["threads"] for key, m in r.items() if key != "task"]
     rows += [out["cold_start"]] if out["cold_start"] else []
-    return not any(r["status"] == "failed" or r.get("check", "").startswith("MISMATCH") for r in rows)
+    for section in ("directory", "hdf5", "convert"):
+        rows += out.get(section, {}).get("rows", [])
+    rows += [row for part in out.get("gzip", {}).get("inputs", []) for row in part["rows"]]
+    return not any(r["status"] == "failed" or r.get("check", "").startswith(("MISMATCH", "no reference"))
+                   for r in rows)
+
+
+def _ratios(rows: list, base: dict, key: str) -> None:
+    """row[key] = its median / base's (whole process); row[key + "_work"] the same for in-process work."""
+    if base["status"] != "ok":
+        return
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        row[key] = row["median_s"] / base["median_s"]
+        if row.get("inner_s") and base.get("inner_s"):
+            row[key + "_work"] = row["inner_s"] / base["inner_s"]
+
+
+def _compare_reduced(reference_npy: str, npy: str) -> str:
+    """The check text for one reduce result against the JSON's (float32 means summed in another order)."""
+    import numpy as np
+
+    if not (os.path.exists(reference_npy) and npy and os.path.exists(npy)):
+        return "no reference"
+    a, b = np.load(reference_npy), np.load(npy)
+    if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+        return f"MISMATCH (shape {a.shape} vs {b.shape})"
+    if np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+        return "same bits as JSON"
+    both = ~np.isnan(a)
+    diff = np.abs(a[both].astype(np.float64) - b[both])
+    rel = float(np.max(diff / np.maximum(np.abs(a[both]), 1e-30))) if diff.size else 0.0
+    ok = np.allclose(a[both], b[both], rtol=REDUCE_RTOL, atol=REDUCE_ATOL)
+    return f"allclose (max rel {rel:.1e})" if ok else f"MISMATCH (max rel {rel:.1e})"
 
 
 def _brief(m: dict, cap: dict) -> dict:

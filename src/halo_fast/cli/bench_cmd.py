@@ -1,7 +1,9 @@
 """``bench``: time halo_fast against json, orjson, msgspec and pysimdjson on synthetic captures.
 
 Each contender runs in its own process (peak memory per contender) on a cached
-synthetic capture; see ``bench/README.md`` for what every number means.
+synthetic capture; the same capture as a .bin directory, an HDF5 file and gzip is
+read next to its floor (np.fromfile, gzip -dc) and to plain h5py, and `convert` is
+timed. See ``bench/README.md`` for what every number means.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def add_parser(subparsers) -> None:
         "bench",
         help="benchmark halo_fast against json / orjson / msgspec / pysimdjson (separate processes)",
         description="Make (and cache) synthetic captures, time loading and reducing them with every "
-        "contender in its own process, check they agree, and print a table.",
+        "contender in its own process, check they agree, and print a table. The format sections read the "
+        "main capture as a .bin directory, HDF5 and gzip (cached beside it) and time `convert`.",
     )
     p.add_argument("--size", help=f"main capture size (default {FULL['size']}; --quick: {QUICK['size']})")
     p.add_argument("--sizes", help=f"sizes for the scaling table (default {FULL['sizes']}; --quick: {QUICK['sizes']})")
