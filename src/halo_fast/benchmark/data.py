@@ -84,6 +84,11 @@ def ensure_capture(data_dir: str, size: int, seed: int = 0, style: str = "js", l
         "values": SHAPE["layers"] * SHAPE["heads"] * sum(SHAPE["prompt"] + s for s in range(1, tokens)),
         "write_seconds": round(time.perf_counter() - started, 2),
     }
+    return _save_manifest(path, manifest, log)
+
+
+def _save_manifest(path: str, manifest: dict, log) -> dict:
+    """Write ``PATH.manifest.json`` beside a freshly made input; returns the manifest."""
     with open(path + ".manifest.json", "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
     if log:
@@ -201,11 +206,7 @@ def ensure_form(cap: dict, form: str, log=None) -> dict:
         **extra,
         "write_seconds": round(time.perf_counter() - started, 2),
     }
-    with open(path + ".manifest.json", "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    if log:
-        log(f"  {manifest['bytes'] / 1e6:.1f} MB in {manifest['write_seconds']} s")
-    return manifest
+    return _save_manifest(path, manifest, log)
 
 
 def _synth_args(cap: dict) -> dict:
