@@ -246,3 +246,37 @@ def test_default_outputs_sit_beside_the_input(tmp_path, capsys):
     write_capture(path, layers=1, heads=2, prompt=40, tokens=12, seed=5, workers=0)
     assert cli(capsys, "report", path)[0] == 0
     assert (tmp_path / "small.report.md").exists() and png_size(tmp_path / "small.report.heatmap.png")
+
+
+def test_report_failing_midway_replaces_neither_file(capture, tmp_path, monkeypatch):
+    """The image and the Markdown are renamed into place together, after both are written."""
+    pytest.importorskip("matplotlib")
+    from halo_fast.analysis import report as report_module
+
+    target, image = tmp_path / "r.md", tmp_path / "r.heatmap.png"
+    target.write_text("old report")
+    image.write_bytes(b"old image")
+
+    def broken_markdown(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report_module, "_markdown", broken_markdown)
+    with pytest.raises(RuntimeError, match="disk full"):
+        report_module.report(capture, target, force=True)
+    monkeypatch.undo()
+
+    real_open = open
+
+    def open_that_fails_for_the_report(path, mode="r", *args, **kwargs):
+        if "w" in str(mode) and os.path.basename(str(path)).startswith(".r.md."):
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", open_that_fails_for_the_report)
+    with pytest.raises(OSError, match="No space"):
+        report_module.report(capture, target, force=True)
+    monkeypatch.undo()
+    assert target.read_text() == "old report" and image.read_bytes() == b"old image"
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
+    report_module.report(capture, target, force=True)
+    assert target.read_text() != "old report" and image.read_bytes().startswith(PNG_SIGNATURE)

@@ -22,6 +22,7 @@ How the short answers are read from the numbers (documented in docs/analysis.md)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -55,7 +56,7 @@ def report(source, path=None, *, force=False, log=True, budget=30.0, unit="sente
     from ..store import atomic_path
     from .decay import decay_analysis
     from .distance import distance_analysis
-    from .heatmap import MissingDependency, heatmap, output_beside
+    from .heatmap import MissingDependency, heatmap, output_beside, require_matplotlib
     from .prune import prune
     from .sentences import sentence_attention
     from .stats import step_stats
@@ -92,13 +93,18 @@ def report(source, path=None, *, force=False, log=True, budget=30.0, unit="sente
         note_md = "_No heatmap: the capture has no steps or no prompt tokens to draw._"
     else:
         try:
-            heatmap(red, image, log=log, force=force, kind=kind, groups=parts["groups"])
+            require_matplotlib()
         except MissingDependency as exc:
             note = f"no heatmap: {exc}"
             note_md = "_No heatmap: matplotlib is not installed (`pip install 'halo_fast[plot]'`)._"
     text = _markdown(parts, answers, None if note else os.path.basename(image), note_md)
-    with atomic_path(path, force) as temporary:
-        with open(temporary, "w", encoding="utf-8") as f:
+    # Both files are made as temporaries and renamed only once both are written: a failure
+    # leaves neither a new image beside an old report nor the reverse.
+    with contextlib.ExitStack() as outputs:
+        if note is None:
+            heatmap(red, outputs.enter_context(atomic_path(image, force)), log=log, force=True, kind=kind,
+                    groups=parts["groups"])
+        with open(outputs.enter_context(atomic_path(path, force)), "w", encoding="utf-8") as f:
             f.write(text)
     return {"report": os.path.abspath(path), "heatmap": None if note else os.path.abspath(image),
             "heatmap_note": note, "source": red.source, "kind": kind, "steps": int(len(red.steps)),
