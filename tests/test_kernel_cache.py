@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from halo_fast.kernels.cache import STAMP, drop_stale_cache
+from halo_fast.kernels.cache import COMPILING_NOTE, STAMP, drop_stale_cache
 
 
 def _cached(folder: Path) -> list[str]:
@@ -48,3 +49,18 @@ def test_package_cache_is_stamped_on_import():
     stamp = folder / "__pycache__" / STAMP
     if stamp.exists():  # absent only where the install is read-only
         assert stamp.read_text() == sources_fingerprint(folder)
+
+
+def test_compiling_is_announced_once_and_loading_from_the_cache_is_not(tmp_path):
+    (tmp_path / "kernel_module.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n\n"
+        "@njit(cache=True)\ndef thrice(x):\n    return 3 * x\n")
+    script = ("import sys\nfrom halo_fast.kernels.cache import announce_compiling\n"
+              "announce_compiling(sys.stdout)\nimport kernel_module\n"
+              "assert kernel_module.twice(2) == 4 and kernel_module.thrice(2) == 6\nprint('done')\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout == COMPILING_NOTE + "\ndone\n"  # two kernels compiled, one line
+    assert again.stdout == "done\n"  # both loaded from the cache

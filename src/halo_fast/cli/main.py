@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stderr.isatty() and args.command not in ("bench", "synth"):  # those two run no kernel here
+        from ..kernels.cache import announce_compiling
+
+        announce_compiling(sys.stderr)
     try:
         return int(args.run(args) or 0)
     except CaptureError as exc:

@@ -7,6 +7,9 @@ install -- they would go on running the old parser from the cache. So the packag
 sources are fingerprinted together, and cached code made from other sources is
 dropped before any kernel loads. A fresh install replaces every file, so numba sees
 those changes itself; a read-only install (its cache elsewhere) never changes.
+
+The first run after installing compiles the kernels (seconds, once): ``announce_compiling``
+says so, rather than leaving a terminal silent while it happens.
 """
 
 from __future__ import annotations
@@ -45,3 +48,29 @@ def drop_stale_cache(folder: Path) -> bool:
     except OSError:  # a read-only install: nothing is cached beside it, and its files do not change
         return False
     return True
+
+
+COMPILING_NOTE = "compiling halo_fast's numba kernels: only on the first run, they are cached for later runs"
+
+
+def announce_compiling(stream) -> object:
+    """Write COMPILING_NOTE to ``stream`` once, when numba first compiles (not when it loads from its cache).
+
+    Returns the registered listener (``numba.core.event.unregister("numba:compile", it)`` removes it).
+    """
+    from numba.core import event
+
+    class Announce(event.Listener):
+        said = False
+
+        def on_start(self, ev) -> None:
+            if not self.said:
+                self.said = True
+                print(COMPILING_NOTE, file=stream, flush=True)
+
+        def on_end(self, ev) -> None:
+            pass
+
+    listener = Announce()
+    event.register("numba:compile", listener)
+    return listener
