@@ -187,11 +187,18 @@ def test_offsets_that_disagree_with_shapes_are_an_error(tmp_path, original):
 
 
 def test_converting_a_json_capture_releases_its_pages(tmp_path, original, monkeypatch):
-    """token_values parses through the file map; convert hands each token's pages back."""
+    """The single-JSON reader's token_values parses through the file map and hands each token's pages back."""
     from halo_fast.formats.mapped import MappedFile
 
     path, ref = original
     released = []
     monkeypatch.setattr(MappedFile, "release", lambda self, start, stop: released.append((start, stop)))
+    with open_capture(path) as source:
+        assert source.format_name == "json"
+        released.clear()  # the scan releases its windows too
+        for i in np.flatnonzero(source.has_attention).tolist():
+            source.token_values(i)
+            start, stop = released[-1]
+            assert start == source.layout.data_open[i] and stop == source.layout.data_close[i] + 1
     converted(path, tmp_path / "c.h5")
-    assert len(released) >= int(ref.tokens["has_attention"].sum())
+    assert len(released) >= 2 * int(ref.tokens["has_attention"].sum())

@@ -25,8 +25,8 @@ plain h5py users slice. Files without ``values`` (compressed, or format_version 
 read from the padded chunks: each token's chunks into a reused buffer (raw, when
 unfiltered), then its rows cut to length with numpy.
 
-Conversion streams token by token (one padded token in memory, the source's pages
-handed back after each) into a temporary file renamed at the end (``store.atomic_path``).
+Conversion streams token by token (one padded token in memory; sources hand back
+what they read for each) into a temporary file renamed at the end (``store.atomic_path``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,6 @@ def convert(source, target: str, *, compression: str = "none", every: int = 1, t
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(shapes.prod(axis=1), out=offsets[1:])
     options = {} if compression == "none" else {"compression": compression}
-    release = _page_release(source)
     with atomic_path(target, force) as temporary, h5py.File(temporary, "w") as f:
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "halo_fast_version": __version__,
                         "source": os.path.basename(source.path), "layers": layers, "heads": heads,
@@ -142,7 +141,6 @@ def convert(source, target: str, *, compression: str = "none", every: int = 1, t
                 continue
             ctx = int(source.shapes[i, 2])
             values = np.ascontiguousarray(source.token_values(i), dtype="<f4")
-            release(i)
             if flat is not None:
                 flat.write_direct(values, dest_sel=np.s_[offsets[row] : offsets[row + 1]])
             padded[:, :, :ctx] = values.reshape(layers, heads, ctx)
@@ -150,25 +148,6 @@ def convert(source, target: str, *, compression: str = "none", every: int = 1, t
             attention.write_direct(padded, dest_sel=np.s_[row])
     return {"tokens": int(len(ids)), "tokens_with_attention": int(len(kept)), "shape": list(shape),
             "compression": compression}
-
-
-def _page_release(source):
-    """``release(i)``: hand back the mapped pages token i was parsed from, so memory stays flat.
-
-    The single-JSON reader parses one token through its memory map (``token_values``) and
-    keeps nothing, but the pages it touched stay resident in this process until released
-    (its own decode and reduce release window by window): without this, converting 1 GB
-    peaked at 1.2 GB. Other sources read with ``read``/``readinto`` and hold nothing.
-    """
-    mapped, layout = getattr(source, "mapped", None), getattr(source, "layout", None)
-    if mapped is None or layout is None or not hasattr(mapped, "release"):
-        return lambda i: None
-
-    def release(i: int) -> None:
-        if layout.data_open[i] >= 0:
-            mapped.release(int(layout.data_open[i]), int(layout.data_close[i]) + 1)
-
-    return release
 
 
 def _subset(table: Table, ids: np.ndarray) -> Table:

@@ -617,7 +617,12 @@ class ScannedJson(CaptureSource):
         return self.tokens[i].get("step", i)
 
     def token_values(self, i: int) -> np.ndarray:
-        return _decode_one(self, i)
+        """Token i's values; the mapped pages they were parsed from are handed back, so reading the
+        capture token by token (convert, lazy readers) keeps memory flat."""
+        values = _decode_one(self, i)
+        if self.layout.data_open[i] >= 0:
+            self.mapped.release(int(self.layout.data_open[i]), int(self.layout.data_close[i]) + 1)
+        return values
 
     def decode(self) -> np.ndarray:
         return decode_attention(self.mapped, self.layout, self.tokens, self.shapes, self.has_attention, self.offsets,
