@@ -100,6 +100,30 @@ def test_reduce_outputs_give_the_same_answers(capture, reduced_files):
         sentence_attention(reduced_files[0], layers="0")
 
 
+def test_reduced_and_loaded_inputs_take_the_same_options(capture):
+    """A Reduced is subset by every/tokens without being changed, refuses other options; a loaded Capture
+    is reduced with them."""
+    import halo_fast
+    from halo_fast.analysis import open_reduced
+    from halo_fast.analysis.distance import distance_analysis
+    from halo_fast.analysis.stats import step_stats
+
+    red = halo_fast.reduce(capture)
+    steps = red.steps.copy()
+    assert step_stats(red, every=2).steps.tolist() == [s for s in steps.tolist() if s % 2 == 0]
+    assert np.array_equal(red.steps, steps)  # the caller's result is left whole
+    assert open_reduced(red) is red
+    for options in ({"layers": "0"}, {"op": "max"}, {"over": "heads"}):
+        with pytest.raises(ValueError, match="already reduced"):
+            open_reduced(red, **options)
+    with pytest.raises(ValueError, match="already reduced"):
+        distance_analysis(red, per_layer=True)
+    loaded = halo_fast.load(capture)
+    got = open_reduced(loaded, op="max", layers="0", tokens=(0, 5))
+    want = halo_fast.reduce(capture, op="max", layers="0", tokens=(0, 5))
+    assert np.array_equal(got.data, want.data, equal_nan=True) and got.steps.tolist() == want.steps.tolist()
+
+
 def test_logits_are_detected_and_trend_linear(logit_capture):
     from halo_fast.analysis.decay import decay_analysis
     from halo_fast.analysis.stats import step_stats

@@ -16,6 +16,7 @@ Modules, one analysis each: ``sentences`` (question 1), ``decay`` (2-4), ``dista
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -39,27 +40,36 @@ __all__ = [
 
 def open_reduced(source, *, op="mean", layers=None, heads=None, every=1, tokens=None, over=("layers", "heads"),
                  recover=False):
-    """A :class:`~halo_fast.reduction.Reduced` from a capture, a reduce output (.h5/.npz) or a Reduced.
+    """A :class:`~halo_fast.reduction.Reduced` from a capture (path or loaded ``Capture``), a reduce
+    output (.h5/.npz) or a Reduced.
 
-    Capture paths are reduced with ``op`` / ``layers`` / ``heads`` / ``every`` / ``tokens``
-    (mean over layers and heads by default).  A reduce output is taken as it was written;
-    ``every`` and ``tokens`` are then applied to its rows, other options must be left at
-    their defaults (a ValueError says so).
+    Captures are reduced with ``op`` / ``over`` / ``layers`` / ``heads`` / ``every`` / ``tokens``
+    (mean over layers and heads by default). A reduce output or a Reduced is taken as it was
+    made; ``every`` and ``tokens`` are then applied to its rows, and the other options must be
+    left at their defaults (a ValueError says so, rather than answering for another reduction).
     """
-    from ..reduction import Reduced
+    from ..capture import Capture
+    from ..reduction import Reduced, reduce
 
+    options = dict(op=op, over=over, layers=layers, heads=heads, every=every, tokens=tokens)
+    if isinstance(source, Capture):
+        return source.reduce(**options)
     if isinstance(source, Reduced):
-        return source
+        _refuse_reduce_options("this result", op, over, layers, heads)
+        return _subset_rows(source, every, tokens)
     path = os.fspath(source)
     lower = path.lower()
     if lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and _is_reduced_h5(path)):
-        if op != "mean" or layers is not None or heads is not None:
-            raise ValueError(f"{path} is already reduced: --op, --layers and --heads apply to captures only")
-        red = _read_reduced(path)
-        return _subset_rows(red, every, tokens)
-    from ..reduction import reduce
+        _refuse_reduce_options(path, op, over, layers, heads)
+        return _subset_rows(_read_reduced(path), every, tokens)
+    return reduce(path, recover=recover, **options)
 
-    return reduce(path, op=op, over=over, layers=layers, heads=heads, every=every, tokens=tokens, recover=recover)
+
+def _refuse_reduce_options(what: str, op, over, layers, heads) -> None:
+    over = (over,) if isinstance(over, str) else tuple(over)
+    if op != "mean" or layers is not None or heads is not None or sorted(over) != ["heads", "layers"]:
+        raise ValueError(f"{what} is already reduced: --op, --layers, --heads (and a per-layer view) apply to "
+                         "captures only")
 
 
 def _is_reduced_h5(path: str) -> bool:
@@ -121,9 +131,8 @@ def _subset_rows(red, every, tokens):
     if int(every) == 1 and tokens is None:
         return red
     ids = select_tokens(red.steps, np.ones(len(red.steps), dtype=bool), every, tokens)
-    for name in ("data", "steps", "context_lengths", "positions", "token_ids", "texts"):
-        setattr(red, name, getattr(red, name)[ids])
-    return red
+    rows = ("data", "steps", "context_lengths", "positions", "token_ids", "texts")
+    return dataclasses.replace(red, **{name: getattr(red, name)[ids] for name in rows})  # the caller's stays whole
 
 
 def matrix(red) -> tuple[np.ndarray, np.ndarray]:
