@@ -122,16 +122,21 @@ def simdjson_load(path, reduce=False):
 # --------------------------------------------------------------------------- the floor
 
 
-def read_floor(path, chunk=1 << 20):
-    """One sequential pass over the bytes, 1 MiB at a time into one reused buffer: no parser can beat it."""
+def _drain(f, chunk: int) -> int:
+    """Read ``f`` to its end into one reused buffer of ``chunk`` bytes; returns the bytes read."""
     buffer = bytearray(chunk)
     total = 0
+    while True:
+        n = f.readinto(buffer)
+        if not n:
+            return total
+        total += n
+
+
+def read_floor(path, chunk=1 << 20):
+    """One sequential pass over the bytes, 1 MiB at a time into one reused buffer: no parser can beat it."""
     with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buffer)
-            if not n:
-                return total
-            total += n
+        return _drain(f, chunk)
 
 
 def fromfile_floor(path):
@@ -150,14 +155,8 @@ def gunzip_floor(path, chunk=1 << 20):
     """In-process twin of ``gzip -dc FILE > /dev/null``: decompress into one reused 1 MiB buffer."""
     import gzip
 
-    buffer = bytearray(chunk)
-    total = 0
     with gzip.open(path, "rb") as f:
-        while True:
-            n = f.readinto(buffer)
-            if not n:
-                return total
-            total += n
+        return _drain(f, chunk)
 
 
 # --------------------------------------------------------------------------- plain h5py on a converted capture
