@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 
 from . import contenders as cs
@@ -257,8 +256,6 @@ class Suite:
 
     def check(self, task: str, rows: list) -> None:
         """halo_fast must give json's float32 bits (load) or the same means up to rounding (reduce)."""
-        import numpy as np
-
         ref = next((r for r in rows if r["contender"] == "halo_fast" and r["status"] == "ok"), None)
         if ref is None:
             return
@@ -270,16 +267,8 @@ class Suite:
                 same = row["result"]["crc32"] == ref["result"]["crc32"]
                 row["check"] = "same bits" if same else "MISMATCH (crc32 differs)"
                 continue
-            a = np.load(os.path.join(self.scratch, f"halo_fast_{task}.npy"))
-            b = np.load(os.path.join(self.scratch, f"{row['contender']}_{task}.npy"))
-            if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
-                row["check"] = f"MISMATCH (shape {a.shape} vs {b.shape})"
-                continue
-            both = ~np.isnan(a)
-            diff = np.abs(a[both].astype(np.float64) - b[both])
-            rel = float(np.max(diff / np.maximum(np.abs(a[both]), 1e-30))) if diff.size else 0.0
-            ok = np.allclose(a[both], b[both], rtol=REDUCE_RTOL, atol=REDUCE_ATOL)
-            row["check"] = f"allclose (max rel {rel:.1e})" if ok else f"MISMATCH (max rel {rel:.1e})"
+            row["check"] = _compare_reduced(os.path.join(self.scratch, f"halo_fast_{task}.npy"),
+                                            os.path.join(self.scratch, f"{row['contender']}_{task}.npy"), "same bits")
 
     # ---- the same capture in other formats: .bin directory, HDF5, gzip; and convert
 
@@ -475,8 +464,8 @@ def _ratios(rows: list, base: dict, key: str) -> None:
             row[key + "_work"] = row["inner_s"] / base["inner_s"]
 
 
-def _compare_reduced(reference_npy: str, npy: str) -> str:
-    """The check text for one reduce result against the JSON's (float32 means summed in another order)."""
+def _compare_reduced(reference_npy: str, npy: str, same: str = "same bits as JSON") -> str:
+    """The check text for one reduce result against the reference's (float32 means summed in another order)."""
     import numpy as np
 
     if not (os.path.exists(reference_npy) and npy and os.path.exists(npy)):
@@ -485,7 +474,7 @@ def _compare_reduced(reference_npy: str, npy: str) -> str:
     if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
         return f"MISMATCH (shape {a.shape} vs {b.shape})"
     if np.array_equal(a.view(np.uint32), b.view(np.uint32)):
-        return "same bits as JSON"
+        return same
     both = ~np.isnan(a)
     diff = np.abs(a[both].astype(np.float64) - b[both])
     rel = float(np.max(diff / np.maximum(np.abs(a[both]), 1e-30))) if diff.size else 0.0
