@@ -291,6 +291,27 @@ def test_digit_blocks():
         assert_same(text, g, e)
 
 
+def test_power_of_five_table():
+    """Entry q holds the 128 leading bits of 5**q (for q < 0 rounded up by at most one unit), top bit set."""
+    from halo_fast.kernels.pow5 import LARGEST_POWER, SMALLEST_POWER, build_table
+
+    high, low = build_table()
+    for i, q in enumerate(range(SMALLEST_POWER, LARGEST_POWER + 1)):
+        entry = (int(high[i]) << 64) | int(low[i])
+        power = Fraction(5) ** q
+        shift = 0
+        while power * Fraction(2) ** shift < 2**127:
+            shift += 1
+        while power * Fraction(2) ** shift >= 2**128:
+            shift -= 1
+        leading = int(power * Fraction(2) ** shift)  # floor
+        assert entry >> 127 == 1, q
+        if q >= 0:
+            assert entry == leading, q
+        else:
+            assert leading <= entry <= leading + 1, q
+
+
 def test_literals():
     for text, expected in [("null", np.nan), ("NaN", np.nan), ("Infinity", np.inf), ("-Infinity", -np.inf)]:
         assert_same(text, kernel_number(text), expected_number(text))

@@ -16,17 +16,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..kernels.jit import kernel
 
 DISTANCE_MODES = {"none": 0, "linear": 1, "logarithmic": 2}
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def _valid_columns(ctx_t, n_cols):
     return min(max(ctx_t, 0), n_cols)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def segment_stats(data, ctx, labels, out_sum, out_max, out_count):
     """Per step and segment: float64 sum, max and count of the finite values of columns with ``labels[c] = s``.
 
@@ -55,7 +57,7 @@ def segment_stats(data, ctx, labels, out_sum, out_max, out_count):
             out_count[t, s] += 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def fit_trend(x, y, log_mode, out_slope, out_intercept, out_r2, out_n):
     """Least-squares line through each column of ``y`` (float64 ``[T, N]``) against ``x`` (float64 ``[T]``).
 
@@ -121,7 +123,7 @@ def fit_trend(x, y, log_mode, out_slope, out_intercept, out_r2, out_n):
         out_r2[j] = 1.0 if syy <= 0.0 else min(1.0, max(0.0, sxy * sxy / (sxx * syy)))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def distance_profile(data, ctx, out_sum, out_count):
     """Accumulate attention by distance from the head: column ``c`` of step ``t`` is distance ``ctx[t] - c``.
 
@@ -144,7 +146,7 @@ def distance_profile(data, ctx, out_sum, out_count):
             out_count[d] += 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def step_shares(data, ctx, n_prompt, window, out_total, out_local, out_prompt):
     """Per step: float64 sum of finite values over the context, over its last ``window`` columns, and over
     the prompt columns ``[0, n_prompt)``."""
@@ -169,7 +171,7 @@ def step_shares(data, ctx, n_prompt, window, out_total, out_local, out_prompt):
         out_prompt[t] = prompt
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def row_summary(data, ctx, out_min, out_max, out_sum, out_valid, out_nan_inside, out_nan_beyond):
     """Per step: min, max, float64 sum and count of the non-NaN values inside the context, NaN count inside
     it, and count of columns beyond it that are *not* NaN (should be 0). min/max are NaN for an empty row."""
@@ -207,7 +209,7 @@ def row_summary(data, ctx, out_min, out_max, out_sum, out_valid, out_nan_inside,
 # --------------------------------------------------------------------------- Halo Weave scoring rules
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def magnitude_scores(data, ctx, threshold, start, cap, exclude_bos, traj, out_final, out_peak):
     """Magnitude voting for positions ``0..N-1`` (``N = len(out_final)``).
 
@@ -250,7 +252,7 @@ def magnitude_scores(data, ctx, threshold, start, cap, exclude_bos, traj, out_fi
         out_peak[i] = peak
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def rolling_votes(data, ctx, row_mean, min_distance, traj, out_final, out_peak):
     """Rolling-mean voting: at each step, +1 for each position whose finite value is above ``row_mean[t]`` and
     that is at least ``min_distance`` behind the head (``ctx[t] - i >= min_distance``).
@@ -279,7 +281,7 @@ def rolling_votes(data, ctx, row_mean, min_distance, traj, out_final, out_peak):
         out_peak[i] = score
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def distance_weight(d, mode, min_distance, scale):
     """Weight of a token ``d`` positions behind the head: 1 within ``min_distance``; beyond, with
     ``x = (d - min_distance) / scale``: none 1, linear ``1 + x``, logarithmic ``1 + ln(1 + x)``."""
@@ -291,7 +293,7 @@ def distance_weight(d, mode, min_distance, scale):
     return 1.0 + math.log1p(x)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def cumulative_one(data, ctx, i, decay_rate, boost, mode, min_distance, scale, floor, traj, col):
     """Cumulative score of position ``i``; returns (final, peak). Writes ``traj[:, col]`` when ``col >= 0``."""
     n_steps, n_cols = data.shape
@@ -314,7 +316,7 @@ def cumulative_one(data, ctx, i, decay_rate, boost, mode, min_distance, scale, f
     return score, peak
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def cumulative_scores(data, ctx, decay_rate, boost, mode, min_distance, scale, floor, traj, out_final, out_peak):
     """Cumulative score per position: from 0 when it enters the context, each step
     ``score += boost * w(distance) * a - decay_rate`` (``a`` skipped when NaN), clamped at 0 when ``floor``.
@@ -334,7 +336,7 @@ def cumulative_scores(data, ctx, decay_rate, boost, mode, min_distance, scale, f
         out_peak[i] = peak
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def sweep_cumulative(data, ctx, decay_rates, boosts, modes, min_distances, scales, floor, out_final, out_peak):
     """The cumulative score of positions ``0..N-1`` for every grid point ``g`` (outputs ``[G, N]``), in parallel
     across grid points."""
@@ -349,7 +351,7 @@ def sweep_cumulative(data, ctx, decay_rates, boosts, modes, min_distances, scale
             out_peak[g, i] = peak
 
 
-@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+@kernel(parallel=True)
 def mass_retained(data, ctx, kept, out):
     """Per kept-set ``k`` (``kept`` bool ``[K, P]``) and step: the share of the step's finite attention on
     columns ``[0, P)`` that falls on kept columns (``out`` float64 ``[K, T]``; NaN when that attention is 0)."""

@@ -71,7 +71,21 @@ def check_data_content(mapped: MappedFile, events: np.ndarray) -> None:
             )
 
 
+class _NoProgress:
+    def __enter__(self) -> "_NoProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
 def _progress(total: int, enabled: bool, description: str):
+    """A tqdm bar on stderr, or (without importing tqdm: a short run's time counts) one that shows nothing."""
+    if not enabled:
+        return _NoProgress()
     from tqdm import tqdm
 
     return tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=not enabled, leave=False)

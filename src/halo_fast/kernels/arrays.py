@@ -9,9 +9,10 @@ touch memory outside its buffers.
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import prange
 
 from .floats import HARD, OK, TRUNCATED, byte_view, parse_number
+from .jit import kernel
 
 # status codes of decode_array (column 0 of the status table)
 ARRAY_OK = 0
@@ -34,7 +35,7 @@ MESSAGES = {
 HARD_SLOTS = 8  # hard numbers remembered per span; more trigger a serial re-run
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def decode_array(buf, start, end, out, out_start, count, hard):
     """Parse the array buf[start] == '[' ... buf[end] == ']' into out[out_start:out_start+count].
 
@@ -86,7 +87,7 @@ def decode_array(buf, start, end, out, out_start, count, hard):
     return ARRAY_OK, end, n, n_hard
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+@kernel(parallel=True)
 def decode_arrays(buf, starts, ends, out_starts, counts, order, out, status, hard):
     """Decode spans ``order[k]`` in parallel; status[i] = (code, position, parsed, hard count)."""
     for k in prange(order.shape[0]):

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import config
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from numba.extending import intrinsic
 
+from .jit import kernel
 from .pow5 import LARGEST_POWER, SMALLEST_POWER, build_table
 
 POW5_HIGH, POW5_LOW = build_table()
@@ -94,7 +95,7 @@ def _mul_64x64(typingctx, a, b):
     return signature, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")  # a call spilled the parser's registers
+@kernel(inline="always")  # a call spilled the parser's registers
 def eisel_lemire(w, q):
     """Correctly rounded double nearest to w * 10**q (w uint64 > 0).
 
@@ -182,7 +183,7 @@ def _data_pointer(typingctx, buf):
     return signature, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _same_array(buf):
     return buf
 
@@ -197,7 +198,7 @@ def _same_array(buf):
 byte_view = _same_array if config.BOUNDSCHECK else _data_pointer
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _eight_digit_value(chunk):
     """Value of eight digit values (0..9) packed little-endian in a uint64, first digit lowest (SWAR)."""
     chunk = (chunk * U10) + (chunk >> np.uint64(8))
@@ -207,7 +208,7 @@ def _eight_digit_value(chunk):
     return chunk & MASK32
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _take_digits(buf, p, end, w):
     """Fold the digits at buf[p:] into w, eight bytes at a time: returns (w, p, digits taken).
 
@@ -237,12 +238,12 @@ def _take_digits(buf, p, end, w):
     return w, p, taken
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _is_digit(b):
     return b >= 48 and b <= 57
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _match(buf, p, end, word):
     """True if buf[p:p+len(word)] == word and it fits before end."""
     n = len(word)
@@ -259,7 +260,7 @@ LIT_NAN = np.frombuffer(b"NaN", dtype=np.uint8).copy()
 LIT_INFINITY = np.frombuffer(b"Infinity", dtype=np.uint8).copy()
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def parse_value(buf, p, end):
     """Parse one JSON number or literal starting at buf[p], not reading at or past end.
 
@@ -269,7 +270,7 @@ def parse_value(buf, p, end):
     return parse_number(byte_view(buf), p, end)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def parse_number(buf, p, end):
     """parse_value on a byte_view (or the array): what loops that hold a byte_view call."""
     if p >= end:

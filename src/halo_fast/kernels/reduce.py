@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .arrays import (
     ARRAY_BAD_NUMBER,
@@ -24,6 +24,7 @@ from .arrays import (
     ARRAY_TRUNCATED,
 )
 from .floats import HARD, OK, TRUNCATED, byte_view, parse_number
+from .jit import kernel
 
 OP_SUM, OP_MEAN, OP_MAX, OP_MIN, OP_NANMEAN = 0, 1, 2, 3, 4
 OPS = {"sum": OP_SUM, "mean": OP_MEAN, "max": OP_MAX, "min": OP_MIN, "nanmean": OP_NANMEAN}
@@ -32,7 +33,7 @@ OPS = {"sum": OP_SUM, "mean": OP_MEAN, "max": OP_MAX, "min": OP_MIN, "nanmean": 
 ARRAY_HAS_HARD = 7  # a number the fast parser declines: the caller decodes this token in full
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _fold(a, x, op, first):
     """The accumulator a after folding in x (scalars only: an inlined call taking the
     scratch arrays cost a reference-count pair per value, a third of the parse time)."""
@@ -45,7 +46,7 @@ def _fold(a, x, op, first):
     return a + x
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def start_groups(acc, counts, n_groups, ctx):
     for g in range(n_groups):
         for c in range(ctx):
@@ -53,7 +54,7 @@ def start_groups(acc, counts, n_groups, ctx):
             counts[g, c] = 0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def finish_groups(acc, counts, n_groups, ctx, op, group_size, out):
     """Write the reduced rows of one token into out[g, :ctx] (float32)."""
     for g in range(n_groups):
@@ -66,7 +67,7 @@ def finish_groups(acc, counts, n_groups, ctx, op, group_size, out):
             out[g, c] = np.float32(a)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, counts):
     """Parse (or step over) the n_rows * ctx values of one array, folding kept rows into acc.
 
@@ -130,7 +131,7 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
     return ARRAY_OK, end, n
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+@kernel(parallel=True)
 def reduce_arrays(buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, first_row, group_size, op,
                   acc, counts, out, status):
     """reduce_array over tokens ``order[k]`` in parallel into out[out_rows[i], :, :ctx]."""
@@ -150,7 +151,7 @@ def reduce_arrays(buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, f
             finish_groups(acc[thread], counts[thread], n_groups, ctx, op, group_size, out[out_rows[i]])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def reduce_decoded(values, n_rows, ctx, row_group, first_row, group_size, op, acc, counts, out):
     """The same fold over an already decoded token (values: float32[n_rows * ctx])."""
     n_groups = group_size.shape[0]

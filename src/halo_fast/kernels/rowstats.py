@@ -8,10 +8,11 @@ whether it is constant (all values equal, not zero) or all zero.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def row_stats(values, n_rows, ctx, sums, nans, infs, constant, zero):
     """Fill the per-row outputs (each of length >= n_rows) from values[n_rows * ctx]."""
     for r in range(n_rows):

@@ -20,7 +20,8 @@ attention.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 QUOTE, BACKSLASH, COLON = 34, 92, 58
 OPEN_ARRAY, CLOSE_ARRAY, OPEN_OBJECT, CLOSE_OBJECT = 91, 93, 123, 125
@@ -74,12 +75,12 @@ def new_walker_state():
     return state, np.zeros(MAX_DEPTH, dtype=np.uint8), np.zeros(MAX_DEPTH, dtype=np.uint8)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def _is_structural(b):
     return b == 34 or b == 92 or b == 91 or b == 93 or b == 123 or b == 125 or b == 58
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def _count_structural(buf, lo, hi):
     count = 0
     for p in range(lo, hi):
@@ -88,7 +89,7 @@ def _count_structural(buf, lo, hi):
     return count
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def find_structural(buf, lo, hi):
     """Sorted int64 positions p in [lo, hi) where buf[p] is structural."""
     hi = min(hi, buf.shape[0])
@@ -101,7 +102,7 @@ def find_structural(buf, lo, hi):
     return positions
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def first_non_number_byte(buf, start, end):
     """First position in (start, end) holding a byte no JSON number, literal, comma or space uses; else -1.
 
@@ -121,7 +122,7 @@ def first_non_number_byte(buf, start, end):
     return -1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def _key_is(buf, start, end, word):
     """Does the JSON string body buf[start:end] spell word? Escapes (\\u0061) decoded."""
     p = start
@@ -170,7 +171,7 @@ def _key_is(buf, start, end, word):
     return i == n
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def walk_structure(buf, positions, state, kinds, roles, events):
     """Advance the walker over ``positions``; append (kind, token, position) rows to events.
 
