@@ -64,3 +64,55 @@ def test_compiling_is_announced_once_and_loading_from_the_cache_is_not(tmp_path)
     again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert first.stdout == COMPILING_NOTE + "\ndone\n"  # two kernels compiled, one line
     assert again.stdout == "done\n"  # both loaded from the cache
+
+
+QUICK_LOAD_MODULE = """
+import numpy as np
+from numba import prange
+
+from halo_fast.kernels.jit import kernel
+
+
+@kernel()
+def scaled(x, factor):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = x[i] * factor
+    return out
+
+
+@kernel(parallel=True)
+def total(x):
+    s = 0.0
+    for i in prange(x.shape[0]):
+        s += x[i]
+    return s
+"""
+
+QUICK_LOAD_SCRIPT = """
+import numpy as np
+from numba.core.imputils import builtin_registry
+from numba.core.registry import cpu_target
+
+import quick_kernels as k
+
+x = np.arange(1000, dtype=np.float64)
+assert k.total(x) == 499500.0
+assert (k.scaled(x, 2.0) == 2 * x).all()
+hits = sum(k.total.stats.cache_hits.values()) + sum(k.scaled.stats.cache_hits.values())
+refreshed = builtin_registry in cpu_target.target_context._registries
+# a signature not in the cache still compiles (numba's compiler refreshes the context itself)
+assert k.total(x.astype(np.float32)) == 499500.0
+print(hits, refreshed)
+"""
+
+
+def test_cached_kernels_load_without_the_full_refresh_and_still_compile_on_a_miss(tmp_path):
+    (tmp_path / "quick_kernels.py").write_text(QUICK_LOAD_MODULE)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    run = [sys.executable, "-c", QUICK_LOAD_SCRIPT]
+    first = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    again = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.split() == ["0", "True"]  # compiled: numba refreshed its context
+    assert again.stdout.split() == ["2", "False"]  # both loaded from the cache, no refresh

@@ -36,7 +36,8 @@ def kernel(**options):
 
     def decorate(function):
         dispatcher = njit(cache=True, nogil=True, error_model="numpy", **options)(function)
-        dispatcher._cache = QuickLoadCache(dispatcher.py_func)
+        if isinstance(getattr(dispatcher, "_cache", None), FunctionCache):  # not under NUMBA_DISABLE_JIT=1
+            dispatcher._cache = QuickLoadCache(dispatcher.py_func)
         return dispatcher
 
     return decorate
