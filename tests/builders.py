@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 
 def capture_doc(tensors, steps=None, null_first=False, texts=None):
     """A capture dict holding the given float32 [L, H, ctx] tensors as its generated tokens."""

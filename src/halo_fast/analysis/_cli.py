@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 
 
 def add_common(p, kind: bool = True) -> None:
