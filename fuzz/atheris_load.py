@@ -31,7 +31,8 @@ def instrument_python_layers() -> None:
     import inspect
 
     names = ["halo_fast", "halo_fast.capture", "halo_fast.reduction", "halo_fast.formats",
-             "halo_fast.formats.base", "halo_fast.formats.json_single", "halo_fast.formats.mapped"]
+             "halo_fast.formats.base", "halo_fast.formats.json_single", "halo_fast.formats.json_scan",
+             "halo_fast.formats.json_skeleton", "halo_fast.formats.json_values", "halo_fast.formats.mapped"]
     for name in names:
         module = importlib.import_module(name)
         for attr, obj in list(vars(module).items()):

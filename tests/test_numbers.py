@@ -1,7 +1,7 @@
 """Every attention value is bit-identical to np.asarray(json.loads(text), dtype=np.float32).
 
 Three levels: the number kernel (``parse_value``, hard numbers finished the way
-json_single finishes them), the array kernel (``decode_array``), and whole files
+json_values finishes them), the array kernel (``decode_array``), and whole files
 through ``halo_fast.load`` (which also exercises the hard-number slots and re-runs).
 """
 
@@ -39,7 +39,7 @@ from reference import (
 
 
 def kernel_number(text: str, trailer: str = "") -> np.float32:
-    """parse_value on text (followed by trailer), hard numbers finished by the reference like json_single."""
+    """parse_value on text (followed by trailer), hard numbers finished by the reference like json_values."""
     from halo_fast.kernels.floats import HARD, OK, parse_value
 
     raw = (text + trailer).encode()

@@ -144,7 +144,7 @@ class CaptureDirectory(TokenListSource):
         self.truncated.append({"file": path, "step": step_in(text, index), "holds": len(text), "needs": None})
 
     def _plan(self, indices: list[int], files: dict) -> None:
-        from .json_single import _shape_of
+        from .json_skeleton import shape_of
         from .token_object import read_token_file
 
         records, kinds, paths = [], [], []
@@ -186,7 +186,7 @@ class CaptureDirectory(TokenListSource):
                 attention = {"shape": shape, "context_length": meta.get("attention_context_length", None)}
                 if attention["context_length"] is None and isinstance(shape, list) and shape:
                     attention["context_length"] = shape[-1]
-                shapes[k] = _shape_of(attention, group["meta"], None, step)
+                shapes[k] = shape_of(attention, group["meta"], None, step)
                 expected = int(shapes[k].prod()) * 4
                 size = os.path.getsize(group["bin"]) if "bin" in group else None
                 if size is None:

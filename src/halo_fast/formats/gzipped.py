@@ -372,11 +372,11 @@ class GzipJson(CaptureSource):
         self._cursor = None
 
     def __enter__(self) -> "GzipJson":
-        from .json_single import _progress
+        from .json_scan import progress_bar
 
         end, blocks = decompressed_blocks(self.path, self.chunk_bytes, self.threaded)
         scan = _StreamScan(self)
-        with _progress(os.path.getsize(self.path), self.progress, "scan (gzip)") as bar:
+        with progress_bar(os.path.getsize(self.path), self.progress, "scan (gzip)") as bar:
             seen = 0
             try:
                 for block in blocks:
@@ -396,7 +396,7 @@ class GzipJson(CaptureSource):
         return self
 
     def _finish(self, skeleton: bytes, pieces, records, shapes, has, ranges) -> None:
-        from .json_single import Skeleton, check_layers_heads, token_table
+        from .json_skeleton import Skeleton, check_layers_heads, token_table
 
         document = Skeleton.from_text(skeleton, [s for s, _ in pieces], [f for _, f in pieces], self.path).parse()
         if not isinstance(document, dict) or not isinstance(document.get("generated_tokens"), list):

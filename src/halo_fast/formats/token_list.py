@@ -33,7 +33,7 @@ class TokenListSource(CaptureSource):
 
     def finish_tokens(self, records: list, shapes: np.ndarray, has_attention: np.ndarray, where) -> None:
         """Set shapes, offsets and tables; ``where(i)`` is (path, offset) of token i for errors."""
-        from .json_single import check_layers_heads, token_table
+        from .json_skeleton import check_layers_heads, token_table
 
         check_layers_heads(shapes, has_attention, lambda i: (*where(i), records[i].get("step", i)))
         self.shapes = shapes

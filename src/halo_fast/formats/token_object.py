@@ -73,12 +73,12 @@ class TokenObject:
 
     def values(self) -> np.ndarray:
         """The token's attention, flat float32, exact."""
-        from .json_single import _decode_one
+        from .json_values import decode_one
 
         if self._scan is None:
             raise ValueError("this token object was parsed without its values")
         try:
-            return _decode_one(self._scan, 0)
+            return decode_one(self._scan, 0)
         except CaptureError as exc:
             raise _relocated(exc, self._scan.path, self._scan.base_offset, self._scan.size) from None
 
@@ -101,7 +101,8 @@ def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes
     (``"data":[]`` is left) and gives the length it had, for the size checks; such a
     token gives its fields and shape only, not values.
     """
-    from .json_single import Skeleton, check_data_content, plan_tokens, scan_structure
+    from .json_scan import check_data_content, scan_structure
+    from .json_skeleton import Skeleton, plan_tokens
 
     mapped = BufferFile(buffer, path)
     size = len(buffer) - len(PREFIX) - len(SUFFIX)
@@ -157,7 +158,7 @@ def is_cut_object(text: bytes, window_bytes: int = 4 << 20) -> bool:
 
     Like single-JSON recovery, only the structure is judged: the partial object's content is dropped unread.
     """
-    from .json_single import scan_structure
+    from .json_scan import scan_structure
 
     try:
         layout = scan_structure(BufferFile(bytearray(PREFIX + text), ""), window_bytes, recover=True)
@@ -169,7 +170,7 @@ def is_cut_object(text: bytes, window_bytes: int = 4 << 20) -> bool:
 
 def step_in(text: bytes, default):
     """The step a (possibly cut) token object's first bytes name, else ``default``."""
-    from .json_single import STEP_FIELD
+    from .json_scan import STEP_FIELD
 
     found = STEP_FIELD.search(text[:4096])
     return int(found.group(1)) if found else default
