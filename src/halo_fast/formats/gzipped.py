@@ -372,7 +372,7 @@ class GzipJson(CaptureSource):
         self._cursor = None
 
     def __enter__(self) -> "GzipJson":
-        from .json_scan import progress_bar
+        from ..progress import progress_bar
 
         end, blocks = decompressed_blocks(self.path, self.chunk_bytes, self.threaded)
         scan = _StreamScan(self)

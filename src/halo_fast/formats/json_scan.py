@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CaptureError
+from ..progress import progress_bar
 from .mapped import MappedFile
 
 
@@ -60,26 +61,6 @@ def check_data_content(mapped: MappedFile, events: np.ndarray) -> None:
             raise CaptureError(
                 st.WALK_MESSAGES[st.WALK_IN_DATA], mapped.path, int(bad), step_hint(mapped, events, token)
             )
-
-
-class NoProgress:
-    def __enter__(self) -> "NoProgress":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        pass
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def progress_bar(total: int, enabled: bool, description: str):
-    """A tqdm bar on stderr, or (without importing tqdm: a short run's time counts) one that shows nothing."""
-    if not enabled:
-        return NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=not enabled, leave=False)
 
 
 def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CaptureError
-from .json_scan import Layout, progress_bar
+from ..progress import progress_bar
+from .json_scan import Layout
 from .mapped import MappedFile, output_buffer
 
 if TYPE_CHECKING:
