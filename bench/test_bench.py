@@ -12,8 +12,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from halo_fast.benchmark.contenders import (CONTENDERS, FORMAT_CONTENDERS, REQUIRES, available, gunzip_floor,
-                                            halo_fast_load, halo_fast_reduce)
+from halo_fast.benchmark.contenders import (
+    CONTENDERS,
+    FORMAT_CONTENDERS,
+    REQUIRES,
+    available,
+    gunzip_floor,
+    halo_fast_load,
+    halo_fast_reduce,
+)
 
 ROUNDS = dict(rounds=3, warmup_rounds=1, iterations=1)
 
@@ -86,8 +93,9 @@ def _format_bench(benchmark, capture, forms, expected, group: str, case: tuple) 
         assert function(path) == forms[form]["text_bytes"]
     else:
         _check(task, function(path), expected[task])
-    benchmark.extra_info.update(file_mb=round((capture if form == "json" else forms[form])["bytes"] / 1e6, 1),
-                                form=form)
+    benchmark.extra_info.update(
+        file_mb=round((capture if form == "json" else forms[form])["bytes"] / 1e6, 1), form=form
+    )
     benchmark.pedantic(function, args=(path,), **ROUNDS)
 
 

@@ -18,10 +18,12 @@ import atheris
 
 import halo_fast
 
-SEED = (b'{"metadata":{"model":"m"},"prompt_tokens":[{"token_id":1,"text":"a","position":0,"turn_id":0,'
-        b'"message_role":"user","sentence_id":0}],"generated_tokens":[{"step":0,"attention":null},{"step":1,'
-        b'"token_id":2,"text":"b","position":1,"timestamp":5,"attention":{"shape":[1,2,2],"context_length":2,'
-        b'"data":[0.25,0.75,1e-7,0.9999999]}}]}')
+SEED = (
+    b'{"metadata":{"model":"m"},"prompt_tokens":[{"token_id":1,"text":"a","position":0,"turn_id":0,'
+    b'"message_role":"user","sentence_id":0}],"generated_tokens":[{"step":0,"attention":null},{"step":1,'
+    b'"token_id":2,"text":"b","position":1,"timestamp":5,"attention":{"shape":[1,2,2],"context_length":2,'
+    b'"data":[0.25,0.75,1e-7,0.9999999]}}]}'
+)
 
 
 def instrument_python_layers() -> None:
@@ -30,9 +32,18 @@ def instrument_python_layers() -> None:
     import importlib
     import inspect
 
-    names = ["halo_fast", "halo_fast.capture", "halo_fast.reduction", "halo_fast.formats",
-             "halo_fast.formats.base", "halo_fast.formats.json_single", "halo_fast.formats.json_scan",
-             "halo_fast.formats.json_skeleton", "halo_fast.formats.json_values", "halo_fast.formats.mapped"]
+    names = [
+        "halo_fast",
+        "halo_fast.capture",
+        "halo_fast.reduction",
+        "halo_fast.formats",
+        "halo_fast.formats.base",
+        "halo_fast.formats.json_single",
+        "halo_fast.formats.json_scan",
+        "halo_fast.formats.json_skeleton",
+        "halo_fast.formats.json_values",
+        "halo_fast.formats.mapped",
+    ]
     for name in names:
         module = importlib.import_module(name)
         for attr, obj in list(vars(module).items()):

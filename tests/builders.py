@@ -21,8 +21,16 @@ def capture_doc(tensors, steps=None, null_first=False, texts=None):
                 "context_length": t.shape[2],
                 "data": [float(x) for x in t.ravel()],
             }
-        tokens.append({"step": step, "token_id": 100 + i, "text": (texts or {}).get(i, f" g{i}"),
-                       "position": len(prompt) + i, "timestamp": 1000 + i, "attention": attention})
+        tokens.append(
+            {
+                "step": step,
+                "token_id": 100 + i,
+                "text": (texts or {}).get(i, f" g{i}"),
+                "position": len(prompt) + i,
+                "timestamp": 1000 + i,
+                "attention": attention,
+            }
+        )
     return {"metadata": {"model": "test"}, "prompt_tokens": prompt, "generated_tokens": tokens}
 
 

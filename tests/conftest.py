@@ -46,5 +46,9 @@ def write_capture(scratch):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fuzz-long", action="store_true", default=False,
-                     help="run the fuzz tests with many more mutated captures (minutes)")
+    parser.addoption(
+        "--fuzz-long",
+        action="store_true",
+        default=False,
+        help="run the fuzz tests with many more mutated captures (minutes)",
+    )

@@ -455,19 +455,31 @@ number_texts = st.one_of(float32_texts, float32_texts, float64_texts, decimal_te
 # --------------------------------------------------------------------------- capture documents
 
 
-def capture_doc(attention_values, *, layers: int = 1, heads: int = 1, first_step: int = 0, metadata=None,
-                prompt=None) -> dict:
+def capture_doc(
+    attention_values, *, layers: int = 1, heads: int = 1, first_step: int = 0, metadata=None, prompt=None
+) -> dict:
     """A capture dict: one generated token per entry of attention_values (a flat list, or None)."""
     if prompt is None:
         prompt = [
-            {"token_id": 100 + i, "text": f"p{i}", "position": i, "turn_id": 0, "message_role": "user",
-             "sentence_id": i // 2}
+            {
+                "token_id": 100 + i,
+                "text": f"p{i}",
+                "position": i,
+                "turn_id": 0,
+                "message_role": "user",
+                "sentence_id": i // 2,
+            }
             for i in range(3)
         ]
     tokens = []
     for i, values in enumerate(attention_values):
-        token = {"step": first_step + i, "token_id": 1000 + i, "text": f" t{i}", "position": len(prompt) + i,
-                 "timestamp": 1763681850123 + i}
+        token = {
+            "step": first_step + i,
+            "token_id": 1000 + i,
+            "text": f" t{i}",
+            "position": len(prompt) + i,
+            "timestamp": 1763681850123 + i,
+        }
         if values is None:
             token["attention"] = None
         else:
@@ -482,9 +494,34 @@ def capture_doc(attention_values, *, layers: int = 1, heads: int = 1, first_step
 
 
 TRICKY_TEXTS = [
-    '"data":[', '"data":[1,2]', "]", "}", "[", "{", '\\"', "\\", '"', "/", ":", ",", "'",
-    '{"attention":{"data":[1]}}', '"generated_tokens":[{', '\\u0041', "\\n", "é", "😀", "\u2028", "\x00", "\x1f",
-    "\n", "\r\n", "\t", "\u00e9\u20ac\U0001f600", "data", "attention",
+    '"data":[',
+    '"data":[1,2]',
+    "]",
+    "}",
+    "[",
+    "{",
+    '\\"',
+    "\\",
+    '"',
+    "/",
+    ":",
+    ",",
+    "'",
+    '{"attention":{"data":[1]}}',
+    '"generated_tokens":[{',
+    "\\u0041",
+    "\\n",
+    "é",
+    "😀",
+    "\u2028",
+    "\x00",
+    "\x1f",
+    "\n",
+    "\r\n",
+    "\t",
+    "\u00e9\u20ac\U0001f600",
+    "data",
+    "attention",
 ]
 texts = st.one_of(
     st.text(max_size=8),
@@ -494,9 +531,7 @@ texts = st.one_of(
 # lone surrogates: json.loads accepts "\ud800"; only usable as \u escapes
 texts_with_surrogates = st.one_of(texts, st.sampled_from(["\ud800", "a\udfffb", "\udc00\ud83d"]))
 
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), texts_with_surrogates
-)
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), texts_with_surrogates)
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(texts, inner, max_size=3)),
@@ -516,9 +551,18 @@ extra_values = st.one_of(json_values, st.sampled_from(DECOYS))
 
 
 def _extras(draw, reserved):
-    keys = draw(st.lists(st.one_of(texts, st.sampled_from(["data", "attention", "shape", "step", "dat", "Data",
-                                                            "generated_tokens", "metadata", "role"])),
-                         max_size=2, unique=True))
+    keys = draw(
+        st.lists(
+            st.one_of(
+                texts,
+                st.sampled_from(
+                    ["data", "attention", "shape", "step", "dat", "Data", "generated_tokens", "metadata", "role"]
+                ),
+            ),
+            max_size=2,
+            unique=True,
+        )
+    )
     return {k: draw(extra_values) for k in keys if k not in reserved}
 
 
@@ -645,14 +689,15 @@ def capture_problem(text: bytes | str) -> str | None:
         except (OverflowError, ValueError):
             return "number without float32"
         shape = att.get("shape")
-        if not (isinstance(shape, list) and len(shape) == 3
-                and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape)):
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 3
+            and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape)
+        ):
             return "bad shape"
         if shape[0] * shape[1] * shape[2] != len(data):
             return "shape vs data"
-        if "context_length" in att and not (
-            type(att["context_length"]) is int and att["context_length"] == shape[2]
-        ):
+        if "context_length" in att and not (type(att["context_length"]) is int and att["context_length"] == shape[2]):
             return "context_length"
         if layers_heads is None:
             layers_heads = shape[:2]

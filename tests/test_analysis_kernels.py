@@ -33,7 +33,7 @@ def matrices(draw, max_steps=6, max_cols=9, negative=False):
     if draw(st.booleans()):
         data[rng.random((t, c)) < 0.1] = np.nan
     for i in range(t):
-        data[i, min(ctx[i], c):] = np.nan
+        data[i, min(ctx[i], c) :] = np.nan
     return data, ctx
 
 
@@ -125,8 +125,16 @@ def ref_row_summary(data, ctx):
         stop = valid(ctx[t], data.shape[1])
         row = data[t, :stop].astype(np.float64)
         good = row[~np.isnan(row)]
-        rows.append((good.min() if len(good) else np.nan, good.max() if len(good) else np.nan, good.sum(), len(good),
-                     int(np.isnan(row).sum()), int((~np.isnan(data[t, stop:])).sum())))
+        rows.append(
+            (
+                good.min() if len(good) else np.nan,
+                good.max() if len(good) else np.nan,
+                good.sum(),
+                len(good),
+                int(np.isnan(row).sum()),
+                int((~np.isnan(data[t, stop:])).sum()),
+            )
+        )
     return rows
 
 
@@ -238,7 +246,9 @@ def check_fit(data, ctx):
         K.fit_trend(x, y, log_mode, *out)
         ref = ref_fit(x, y, log_mode)
         for got, want, name in zip(out, ref, ("slope", "intercept", "r2", "n")):
-            np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"{name} log={log_mode}")
+            np.testing.assert_allclose(
+                got, want, rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"{name} log={log_mode}"
+            )
 
 
 def check_rows(data, ctx):
@@ -288,9 +298,18 @@ def check_scores(data, ctx):
                 close(traj, rt, f"cumulative trajectory {mode}")
     grid = [(0.0, 1.0, "none", 20.0, 10.0), (0.05, 2.0, "linear", 1.0, 2.0), (0.2, 0.5, "logarithmic", 0.0, 1.0)]
     gf, gp = np.empty((len(grid), n_pos)), np.empty((len(grid), n_pos))
-    K.sweep_cumulative(data, ctx, np.array([g[0] for g in grid]), np.array([g[1] for g in grid]),
-                       np.array([K.DISTANCE_MODES[g[2]] for g in grid], np.int64), np.array([g[3] for g in grid]),
-                       np.array([g[4] for g in grid]), True, gf, gp)
+    K.sweep_cumulative(
+        data,
+        ctx,
+        np.array([g[0] for g in grid]),
+        np.array([g[1] for g in grid]),
+        np.array([K.DISTANCE_MODES[g[2]] for g in grid], np.int64),
+        np.array([g[3] for g in grid]),
+        np.array([g[4] for g in grid]),
+        True,
+        gf,
+        gp,
+    )
     for k, g in enumerate(grid):
         rf, rp, _ = ref_cumulative(data, ctx, g[0], g[1], g[2], g[3], g[4], True, n_pos)
         close(gf[k], rf, f"sweep point {k}"), close(gp[k], rp, f"sweep peak {k}")
@@ -330,8 +349,7 @@ def test_magnitude_gain_is_integer_part_and_capped():
     K.magnitude_scores(data, np.array([4]), np.array([0.5 / 3]), 100.0, 10000.0, True, np.empty((0, 0)), final, peak)
     assert np.isnan(final[0])  # BOS excluded
     assert final[1:].tolist() == [101.0, 99.0, 99.0]  # int(0.3*6)=1 ; 0.15 < 1/6 ; 0.05 < 1/6
-    K.magnitude_scores(data, np.array([4]), np.array([0.5 / 3]), 10000.0, 10000.0, True, np.empty((0, 0)), final,
-                       peak)
+    K.magnitude_scores(data, np.array([4]), np.array([0.5 / 3]), 10000.0, 10000.0, True, np.empty((0, 0)), final, peak)
     assert final[1] == 10000.0  # capped
 
 

@@ -148,8 +148,7 @@ def test_heatmap_cli_json_force_and_exit_codes(capture, tmp_path, capsys):
     assert code == 2 and "9:9" in err and not os.path.exists(tmp_path / "g.png")
 
 
-def test_without_matplotlib_heatmap_says_how_to_install_and_report_still_writes(capture, tmp_path, capsys,
-                                                                                 monkeypatch):
+def test_without_matplotlib_heatmap_says_how_to_install_and_report_still_writes(capture, tmp_path, capsys, monkeypatch):
     from halo_fast.analysis.heatmap import MissingDependency, heatmap
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
@@ -195,8 +194,15 @@ def test_report_answers_the_planted_questions(capture, planted, tmp_path):
     pruned = a["pruning"]["policies"]["mean"]["pruned_groups"]
     assert pruned["irrelevant"] == 4 and pruned["critical"] == 0
     text = (tmp_path / "report.md").read_text(encoding="utf-8")
-    for heading in ("## Answers", "## Heatmap", "## 1. Sentences", "## 2-4. Decay", "## 5. Distance",
-                    "## Pruning simulation", "## Stats"):
+    for heading in (
+        "## Answers",
+        "## Heatmap",
+        "## 1. Sentences",
+        "## 2-4. Decay",
+        "## 5. Distance",
+        "## Pruning simulation",
+        "## Stats",
+    ):
         assert heading in text, heading
     for number in range(1, 6):
         assert f"\n{number}. **" in text

@@ -59,7 +59,7 @@ def test_planted_decay_is_recovered_within_5_percent(capture):
 
 
 def test_irrelevant_sentences_fade_and_are_pruned_first(capture):
-    from halo_fast.analysis import planted_groups, open_reduced
+    from halo_fast.analysis import open_reduced, planted_groups
     from halo_fast.analysis.prune import prune
     from halo_fast.analysis.sentences import sentence_attention
 
@@ -172,8 +172,19 @@ def test_cli_json_fields(monkeypatch, capsys, capture, tmp_path):
     code, out, _ = cli(monkeypatch, capsys, "stats", capture, "--json")
     assert code == 0 and json.loads(out)["rows_sum_to_one"] is True
     target = tmp_path / "pruned.txt"
-    code, out, _ = cli(monkeypatch, capsys, "prune", capture, "--json", "--unit", "sentence", "--write-prompt", target,
-                       "--policy", "mean")
+    code, out, _ = cli(
+        monkeypatch,
+        capsys,
+        "prune",
+        capture,
+        "--json",
+        "--unit",
+        "sentence",
+        "--write-prompt",
+        target,
+        "--policy",
+        "mean",
+    )
     doc = json.loads(out)
     assert code == 0 and doc["unit"] == "sentence" and doc["budget"] == 30
     assert set(doc["policies"]["peak"]) >= {"kept", "pruned", "mass_retained_mean", "mass_retained_min"}

@@ -11,10 +11,27 @@ import numpy as np
 
 def test_bench_quick_smoke(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "halo_fast", "bench", "--quick", "--json", "--sections", "main",
-         "--contenders", "halo_fast,json,simdjson,read", "--repeat", "1", "--size", "5MB",
-         "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "halo_fast",
+            "bench",
+            "--quick",
+            "--json",
+            "--sections",
+            "main",
+            "--contenders",
+            "halo_fast,json,simdjson,read",
+            "--repeat",
+            "1",
+            "--size",
+            "5MB",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -37,9 +54,26 @@ def test_large_adds_a_5gb_scaling_size():
 def test_bench_format_sections_smoke(tmp_path):
     """The .bin directory, HDF5, gzip and convert sections run, and every reader agrees with the JSON decode."""
     result = subprocess.run(
-        [sys.executable, "-m", "halo_fast", "bench", "--json", "--sections", "directory,hdf5,gzip,convert",
-         "--repeat", "1", "--size", "5MB", "--sizes", "5MB", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "halo_fast",
+            "bench",
+            "--json",
+            "--sections",
+            "directory,hdf5,gzip,convert",
+            "--repeat",
+            "1",
+            "--size",
+            "5MB",
+            "--sizes",
+            "5MB",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -48,7 +82,10 @@ def test_bench_format_sections_smoke(tmp_path):
     rows += [row for part in report["gzip"]["inputs"] for row in part["rows"]]
     assert all(row["status"] == "ok" for row in rows), [(r.get("contender"), r.get("note")) for r in rows]
     assert {row["contender"] for row in report["directory"]["rows"]} == {
-        "np.fromfile (floor)", "halo_fast load", "halo_fast reduce"}
+        "np.fromfile (floor)",
+        "halo_fast load",
+        "halo_fast reduce",
+    }
     checks = [row["check"] for row in report["directory"]["rows"] + report["hdf5"]["rows"][1:] if "check" in row]
     assert checks and all(c.startswith(("same bits", "allclose")) for c in checks)
     assert report["hdf5"]["input"]["params"]["format_version"] == 2

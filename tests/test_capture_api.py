@@ -36,9 +36,17 @@ def sample_doc() -> dict:
     for step in range(1, 4):
         ctx = 3 + step
         values.append([Num(repr(float(v))) for v in rng.random(2 * 3 * ctx).astype(np.float32)])
-    doc = capture_doc(values, layers=2, heads=3, prompt=prompt,
-                      metadata={"timestamp": 1763681849744, "model": "Qwen2.5-VL-7B-Instruct-Q8_0",
-                                "config": {"max_length": 512, "temperature": 0.7, "top_p": 0.9}})
+    doc = capture_doc(
+        values,
+        layers=2,
+        heads=3,
+        prompt=prompt,
+        metadata={
+            "timestamp": 1763681849744,
+            "model": "Qwen2.5-VL-7B-Instruct-Q8_0",
+            "config": {"max_length": 512, "temperature": 0.7, "top_p": 0.9},
+        },
+    )
     return doc
 
 
@@ -175,8 +183,9 @@ def test_only_null_attention(write_capture):
 
 def test_guide_example_analysis(write_capture):
     """The guide's own analysis recipe gives the same numbers on the Capture as on json.load."""
-    doc = capture_doc([[Num(repr(float(v))) for v in np.linspace(0, 1, 2 * 2 * 5, dtype=np.float32)]] * 3,
-                      layers=2, heads=2)
+    doc = capture_doc(
+        [[Num(repr(float(v))) for v in np.linspace(0, 1, 2 * 2 * 5, dtype=np.float32)]] * 3, layers=2, heads=2
+    )
     path = write_capture(doc, "python")
     cap = halo_fast.load(path)
     with open(path) as f:

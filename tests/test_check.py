@@ -32,8 +32,13 @@ def numpy_row_stats(values, n_rows, ctx):
 def test_row_stats_matches_numpy(n_rows, ctx, data):
     elements = st.sampled_from([0.0, -0.0, 1.0, 0.25, -3.5, np.nan, np.inf, -np.inf, 1e-45])
     values = data.draw(arrays(np.float32, n_rows * ctx, elements=elements))
-    outputs = (np.empty(n_rows), np.empty(n_rows, np.int64), np.empty(n_rows, np.int64),
-               np.empty(n_rows, np.bool_), np.empty(n_rows, np.bool_))
+    outputs = (
+        np.empty(n_rows),
+        np.empty(n_rows, np.int64),
+        np.empty(n_rows, np.int64),
+        np.empty(n_rows, np.bool_),
+        np.empty(n_rows, np.bool_),
+    )
     row_stats(values, n_rows, ctx, *outputs)
     for got, want in zip(outputs, numpy_row_stats(values, n_rows, ctx)):
         np.testing.assert_array_equal(got, want)

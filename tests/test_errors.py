@@ -93,8 +93,37 @@ def test_non_number_inside_data(write_capture, element, deep):
         expect_error(path, at=at, step=STEP, window=window)
 
 
-MALFORMED = ["1.2.3", "01", "00", "-01", "1.", "1.e5", ".5", "+1", "1e", "1e+", "1E-", "--1", "-", "0x10", "1_000",
-             "Inf", "-Inf", "inf", "nan", "NULL", "-NaN", "-null", "infinity", "0.5f", "1e5.5", "١", "1 2", "--", "e5"]
+MALFORMED = [
+    "1.2.3",
+    "01",
+    "00",
+    "-01",
+    "1.",
+    "1.e5",
+    ".5",
+    "+1",
+    "1e",
+    "1e+",
+    "1E-",
+    "--1",
+    "-",
+    "0x10",
+    "1_000",
+    "Inf",
+    "-Inf",
+    "inf",
+    "nan",
+    "NULL",
+    "-NaN",
+    "-null",
+    "infinity",
+    "0.5f",
+    "1e5.5",
+    "١",
+    "1 2",
+    "--",
+    "e5",
+]
 
 
 @pytest.mark.parametrize("number", MALFORMED)
@@ -112,9 +141,20 @@ def test_malformed_number(write_capture, number, where):
 
 @pytest.mark.parametrize(
     "data, problem",
-    [("[0.5,0.25,0.125,1]", "1]"), ("[0.5,0.25,0.125,1,2,3,4,5,6]", "1,2"), ("[0.5,0.25]", "]"), ("[0.5]", "]"),
-     ("[0.5,     0.25       ]", "]"), ("[]", "]"), ("[0.5,0.25,0.125,]", ",]"), ("[,0.5,0.25,0.125]", ",0.5"),
-     ("[0.5,,0.25,0.125]", ",0.25"), ("[0.5 0.25 0.125]", "0.25"), ("[0.5;0.25;0.125]", ";"), ("[0.5,0.25:0.125]", ":")],
+    [
+        ("[0.5,0.25,0.125,1]", "1]"),
+        ("[0.5,0.25,0.125,1,2,3,4,5,6]", "1,2"),
+        ("[0.5,0.25]", "]"),
+        ("[0.5]", "]"),
+        ("[0.5,     0.25       ]", "]"),
+        ("[]", "]"),
+        ("[0.5,0.25,0.125,]", ",]"),
+        ("[,0.5,0.25,0.125]", ",0.5"),
+        ("[0.5,,0.25,0.125]", ",0.25"),
+        ("[0.5 0.25 0.125]", "0.25"),
+        ("[0.5;0.25;0.125]", ";"),
+        ("[0.5,0.25:0.125]", ":"),
+    ],
 )
 def test_wrong_count_and_separators(write_capture, data, problem):
     """More or fewer values than the shape says, trailing/missing commas: offset at or around the problem."""
@@ -154,8 +194,10 @@ def test_unterminated_string(write_capture):
 
 
 def _truncation_doc():
-    doc = capture_doc([None, [Num("0.5"), Num("-1e-07"), Num("null")], [Num("1E+5"), Num("-0.0")]],
-                      metadata={"m": 'q"u\\ote', "data": [1, 2]})
+    doc = capture_doc(
+        [None, [Num("0.5"), Num("-1e-07"), Num("null")], [Num("1E+5"), Num("-0.0")]],
+        metadata={"m": 'q"u\\ote', "data": [1, 2]},
+    )
     doc["generated_tokens"][1]["text"] = '"data":[ ] } \\u00e9 \\'
     doc["generated_tokens"][2]["attention"]["extra"] = {"data": [3]}
     return doc
@@ -212,8 +254,19 @@ def test_directory_instead_of_file(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ['[{"generated_tokens":[]}]', "[]", "1", '"generated_tokens"', "null", "true", "{}", '{"metadata":{}}',
-     '{"generated_tokens":{}}', '{"generated_tokens":"[]"}', '{"generated_tokens":null}'],
+    [
+        '[{"generated_tokens":[]}]',
+        "[]",
+        "1",
+        '"generated_tokens"',
+        "null",
+        "true",
+        "{}",
+        '{"metadata":{}}',
+        '{"generated_tokens":{}}',
+        '{"generated_tokens":"[]"}',
+        '{"generated_tokens":null}',
+    ],
 )
 def test_not_a_capture(write_capture, text):
     expect_error(write_capture(text), at=0, near=len(text))
@@ -386,8 +439,15 @@ def test_shape_disagrees_with_context_length(write_capture):
 
 @pytest.mark.parametrize(
     "shape",
-    [(100000, 100000, 100000), (2**31, 2**31, 2**31), (1, 1, 2**40), (2**62, 2, 2), (10**30, 1, 1),
-     (2, 1, 2), (1, 1, 4)],
+    [
+        (100000, 100000, 100000),
+        (2**31, 2**31, 2**31),
+        (1, 1, 2**40),
+        (2**62, 2, 2),
+        (10**30, 1, 1),
+        (2, 1, 2),
+        (1, 1, 4),
+    ],
 )
 def test_shape_larger_than_data(write_capture, shape):
     """Shapes that need more values than the data array can hold fail before allocating anything."""
@@ -406,8 +466,21 @@ def test_shape_larger_than_data(write_capture, shape):
 
 @pytest.mark.parametrize(
     "shape",
-    ["[1,1]", "[1,1,1,1]", "[1,1,-3]", "[1,1,1.0]", '[1,1,"3"]', "[1,1,true]", "3", "null", "[1,1,null]",
-     "[0,%d,3]" % 2**70, "[0,%d,3]" % 2**63, "[%d,0,3]" % 2**64, "[0,1,%d]" % 2**80],
+    [
+        "[1,1]",
+        "[1,1,1,1]",
+        "[1,1,-3]",
+        "[1,1,1.0]",
+        '[1,1,"3"]',
+        "[1,1,true]",
+        "3",
+        "null",
+        "[1,1,null]",
+        f"[0,{2**70},3]",
+        f"[0,{2**63},3]",
+        f"[{2**64},0,3]",
+        f"[0,1,{2**80}]",
+    ],
 )
 def test_bad_shapes(write_capture, shape):
     """Any shape that is not three non-negative int64 dimensions -> CaptureError (never OverflowError)."""

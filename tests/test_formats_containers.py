@@ -47,12 +47,16 @@ def test_directory_of_bin_files(tmp_path, reference):
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("metadata", ["line", "sibling"])
-@pytest.mark.parametrize("encoding,events", [("json", False), ("base64", False), ("base64", True)],
-                         ids=["numbers", "base64", "kobold-events"])
+@pytest.mark.parametrize(
+    "encoding,events",
+    [("json", False), ("base64", False), ("base64", True)],
+    ids=["numbers", "base64", "kobold-events"],
+)
 def test_json_lines(tmp_path, reference, compress, metadata, encoding, events):
     name = "capture.jsonl" + (".gz" if compress else "")
-    path = write_jsonlines(tmp_path / name, compress=compress, metadata=metadata, encoding=encoding, events=events,
-                           **reference[0])
+    path = write_jsonlines(
+        tmp_path / name, compress=compress, metadata=metadata, encoding=encoding, events=events, **reference[0]
+    )
     check(path, reference, "jsonl.gz" if compress else "jsonl")
 
 

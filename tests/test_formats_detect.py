@@ -51,8 +51,11 @@ def test_base64_in_a_single_json_file(tmp_path):
     reference = str(tmp_path / "capture.json")
     write_capture(reference, **SYNTH)
     synth = _synth(SYNTH)
-    doc = {"metadata": synth.metadata("js"), "prompt_tokens": synth.prompt_tokens,
-           "generated_tokens": [_event(synth, s, False) for s in range(synth.tokens)]}
+    doc = {
+        "metadata": synth.metadata("js"),
+        "prompt_tokens": synth.prompt_tokens,
+        "generated_tokens": [_event(synth, s, False) for s in range(synth.tokens)],
+    }
     path = tmp_path / "b64.json"
     path.write_text(json.dumps(doc))
     ref = halo_fast.load(reference)
@@ -63,26 +66,44 @@ def test_base64_in_a_single_json_file(tmp_path):
 
 
 def one_token(attention) -> dict:
-    return {"metadata": {}, "prompt_tokens": [],
-            "generated_tokens": [{"step": 0, "token_id": 1, "text": "x", "position": 3, "attention": attention}]}
+    return {
+        "metadata": {},
+        "prompt_tokens": [],
+        "generated_tokens": [{"step": 0, "token_id": 1, "text": "x", "position": 3, "attention": attention}],
+    }
 
 
 def test_aggregated_rows(tmp_path):
     row = np.array([0.5, 0.25, 0.25, 1e-30], dtype=np.float32)
     path = tmp_path / "agg.json"
-    path.write_text(json.dumps(one_token({"format": "aggregated", "shape": [4], "context_length": 4,
-                                          "encoding": "base64", "dtype": "float32", "data": b64(row)})))
+    path.write_text(
+        json.dumps(
+            one_token(
+                {
+                    "format": "aggregated",
+                    "shape": [4],
+                    "context_length": 4,
+                    "encoding": "base64",
+                    "dtype": "float32",
+                    "data": b64(row),
+                }
+            )
+        )
+    )
     cap = halo_fast.load(path)
     assert cap.attention(0).shape == (1, 1, 4)
     assert np.array_equal(cap.attention(0)[0, 0], row)
 
 
-@pytest.mark.parametrize("attention,message", [
-    ({"shape": [1, 1, 4], "encoding": "base64", "dtype": "float32", "data": "AAAA"}, "characters"),
-    ({"shape": [1, 1, 1], "encoding": "base64", "dtype": "float32", "data": "AAA*AA=="}, "invalid base64"),
-    ({"shape": [1, 1, 1], "encoding": "base64", "dtype": "float16", "data": "AAAA"}, "float32 only"),
-    ({"shape": [1, 1, 1], "data": "AAAAAA=="}, "without"),
-])
+@pytest.mark.parametrize(
+    "attention,message",
+    [
+        ({"shape": [1, 1, 4], "encoding": "base64", "dtype": "float32", "data": "AAAA"}, "characters"),
+        ({"shape": [1, 1, 1], "encoding": "base64", "dtype": "float32", "data": "AAA*AA=="}, "invalid base64"),
+        ({"shape": [1, 1, 1], "encoding": "base64", "dtype": "float16", "data": "AAAA"}, "float32 only"),
+        ({"shape": [1, 1, 1], "data": "AAAAAA=="}, "without"),
+    ],
+)
 def test_bad_base64_is_a_capture_error(tmp_path, attention, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(one_token(attention)))

@@ -112,8 +112,10 @@ def test_random_documents(scratch, doc, style, seed, chunk):
 
 
 def test_errors_point_into_the_decompressed_text(scratch):
-    text = b'{"metadata": {}, "prompt_tokens": [], "generated_tokens": [{"step": 0, "attention": ' \
-           b'{"shape": [1, 1, 2], "data": [0.5, "x"]}}]}'
+    text = (
+        b'{"metadata": {}, "prompt_tokens": [], "generated_tokens": [{"step": 0, "attention": '
+        b'{"shape": [1, 1, 2], "data": [0.5, "x"]}}]}'
+    )
     gz = gzipped(scratch(text))
     with pytest.raises(halo_fast.CaptureError) as plain_error:
         halo_fast.load(gz[:-3])
@@ -129,6 +131,7 @@ def test_not_a_capture(scratch):
 
 
 # --- cut short and damaged ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cut_material(tmp_path_factory):
@@ -150,8 +153,11 @@ def test_cut_without_recover_says_how_to_recover(cut_material, tmp_path):
     data = read(gz)
     cut = tmp_path / "cut.json.gz"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(halo_fast.CaptureError, match=r"truncated at decompressed byte \d+ after \d+ complete "
-                                                     r"generated tokens: the gzip stream ends early.*--recover"):
+    with pytest.raises(
+        halo_fast.CaptureError,
+        match=r"truncated at decompressed byte \d+ after \d+ complete "
+        r"generated tokens: the gzip stream ends early.*--recover",
+    ):
         halo_fast.load(cut)
 
 

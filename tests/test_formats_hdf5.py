@@ -129,9 +129,18 @@ def test_flat_values_and_padded_attention_hold_the_same_numbers(tmp_path, origin
             assert np.array_equal(flat.view(np.uint32), attention[t, :, :, : ref.shapes[t, 2]].view(np.uint32))
 
 
-@pytest.mark.parametrize("layers, heads, width, k", [(28, 28, 395, 14), (3, 2, 26, 3), (31, 32, 2048, 4),
-                                                      (32, 32, 512, 16), (31, 4, 2048, 31), (7, 1, 70000, 3),
-                                                      (2, 64, 8192, 1)])
+@pytest.mark.parametrize(
+    "layers, heads, width, k",
+    [
+        (28, 28, 395, 14),
+        (3, 2, 26, 3),
+        (31, 32, 2048, 4),
+        (32, 32, 512, 16),
+        (31, 4, 2048, 31),
+        (7, 1, 70000, 3),
+        (2, 64, 8192, 1),
+    ],
+)
 def test_chunks_split_layers_evenly(layers, heads, width, k):
     from halo_fast.formats.hdf5 import CHUNK_BYTES, chunk_layers
 
@@ -150,8 +159,9 @@ def _as_version_1(h5: str, target, chunk_layers: int, compression=None, drop=())
             src.copy(src[name], dst, name)
         attention = src["attention"]
         chunks = (1, chunk_layers, *attention.shape[2:])
-        out = dst.create_dataset("attention", shape=attention.shape, dtype="<f4", chunks=chunks, fillvalue=np.nan,
-                                 compression=compression)
+        out = dst.create_dataset(
+            "attention", shape=attention.shape, dtype="<f4", chunks=chunks, fillvalue=np.nan, compression=compression
+        )
         for t in np.flatnonzero(src["tokens/has_attention"][()]).tolist():
             if t not in drop:
                 out[t] = attention[t]

@@ -19,11 +19,43 @@ from builders import capture_doc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUMBER_BOMBS = [
-    b"1e999999999999", b"-1e-99999999999", b"1" * 100_000, b"0." + b"0" * 100_000 + b"1",
-    b"9" * 400, b"1E+309", b"-0", b"4.9e-325", b"Infinity", b"-NaN", b"0x10", b"1.2.3", b"--1", b"1e", b".5",
+    b"1e999999999999",
+    b"-1e-99999999999",
+    b"1" * 100_000,
+    b"0." + b"0" * 100_000 + b"1",
+    b"9" * 400,
+    b"1E+309",
+    b"-0",
+    b"4.9e-325",
+    b"Infinity",
+    b"-NaN",
+    b"0x10",
+    b"1.2.3",
+    b"--1",
+    b"1e",
+    b".5",
 ]
-INSERTS = [b"[", b"]", b"{", b"}", b'"', b"\\", b":", b",", b" ", b"\x00", b"\xff\xfe", b"\xc3", b"null", b"true",
-           b'"data":[', b"[" * 600, b"]" * 3, b"\n", b"\xe2\x80\xa8"]
+INSERTS = [
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b'"',
+    b"\\",
+    b":",
+    b",",
+    b" ",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xc3",
+    b"null",
+    b"true",
+    b'"data":[',
+    b"[" * 600,
+    b"]" * 3,
+    b"\n",
+    b"\xe2\x80\xa8",
+]
 
 
 def base_texts() -> list[bytes]:
@@ -43,29 +75,30 @@ def mutate(text: bytes, rng: random.Random) -> bytes:
     at = rng.randrange(len(text) + 1)
     if kind == 0:  # flip one byte
         at = min(at, len(text) - 1)
-        return text[:at] + bytes([rng.randrange(256)]) + text[at + 1:]
+        return text[:at] + bytes([rng.randrange(256)]) + text[at + 1 :]
     if kind == 1:  # delete a run
-        return text[:at] + text[at + rng.randint(1, 20):]
+        return text[:at] + text[at + rng.randint(1, 20) :]
     if kind == 2:  # insert structure or garbage
         return text[:at] + rng.choice(INSERTS) + text[at:]
     if kind == 3:  # truncate
         return text[:at]
     if kind == 4:  # a number bomb where a number stands
-        starts = [i for i in range(1, len(text)) if text[i - 1:i] in (b"[", b",", b" ") and text[i:i + 1].isdigit()]
+        starts = [i for i in range(1, len(text)) if text[i - 1 : i] in (b"[", b",", b" ") and text[i : i + 1].isdigit()]
         if not starts:
             return text + b"x"
         s = rng.choice(starts)
         e = s
-        while e < len(text) and text[e:e + 1] in b"0123456789.eE+-":
+        while e < len(text) and text[e : e + 1] in b"0123456789.eE+-":
             e += 1
         return text[:s] + rng.choice(NUMBER_BOMBS) + text[e:]
     if kind == 5:  # a shape whose product overflows int64, or that lies about the data
         return text.replace(b"[2, 2, ", b"[4294967296, 4294967296, ", 1).replace(
-            b"[2,2,", rng.choice([b"[4294967296,4294967296,", b"[2,3,", b"[0,2,"]), 1)
+            b"[2,2,", rng.choice([b"[4294967296,4294967296,", b"[2,3,", b"[0,2,"]), 1
+        )
     if kind == 6:  # invalid UTF-8 or NUL inside a string
         quote = text.find(b'"', at)
         quote = quote if quote >= 0 else at
-        return text[:quote + 1] + rng.choice([b"\xff", b"\x00", b"\xed\xa0\x80", b"\xc0\xaf"]) + text[quote + 1:]
+        return text[: quote + 1] + rng.choice([b"\xff", b"\x00", b"\xed\xa0\x80", b"\xc0\xaf"]) + text[quote + 1 :]
     if kind == 7:  # deep nesting
         depth = rng.choice([100, 1000, 100_000])
         return text[:at] + b"[" * depth + b"]" * rng.choice([0, depth]) + text[at:]
@@ -106,8 +139,12 @@ def run_fuzz(tmp_path, cases: int, seed: int, timeout: float) -> None:
     for i in range(len(fixed), cases):
         (directory / f"{i}.json").write_bytes(mutate(rng.choice(bases), rng))
     try:
-        result = subprocess.run([sys.executable, os.path.join(HERE, "fuzz_worker.py"), str(directory)],
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, os.path.join(HERE, "fuzz_worker.py"), str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         out, code = result.stdout, result.returncode
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -126,5 +163,9 @@ def run_fuzz(tmp_path, cases: int, seed: int, timeout: float) -> None:
 
 def test_fuzz_mutated_captures(tmp_path, request):
     long = request.config.getoption("--fuzz-long")
-    run_fuzz(tmp_path, cases=40_000 if long else 3_000, seed=1 if not long else random.randrange(1 << 30),
-             timeout=3600 if long else 300)
+    run_fuzz(
+        tmp_path,
+        cases=40_000 if long else 3_000,
+        seed=1 if not long else random.randrange(1 << 30),
+        timeout=3600 if long else 300,
+    )

@@ -54,12 +54,18 @@ def test_package_cache_is_stamped_on_import():
 def test_compiling_is_announced_once_and_loading_from_the_cache_is_not(tmp_path):
     (tmp_path / "kernel_module.py").write_text(
         "from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n\n"
-        "@njit(cache=True)\ndef thrice(x):\n    return 3 * x\n")
-    script = ("import sys\nfrom halo_fast.kernels.cache import announce_compiling\n"
-              "announce_compiling(sys.stdout)\nimport kernel_module\n"
-              "assert kernel_module.twice(2) == 4 and kernel_module.thrice(2) == 6\nprint('done')\n")
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+        "@njit(cache=True)\ndef thrice(x):\n    return 3 * x\n"
+    )
+    script = (
+        "import sys\nfrom halo_fast.kernels.cache import announce_compiling\n"
+        "announce_compiling(sys.stdout)\nimport kernel_module\n"
+        "assert kernel_module.twice(2) == 4 and kernel_module.thrice(2) == 6\nprint('done')\n"
+    )
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert first.stdout == COMPILING_NOTE + "\ndone\n"  # two kernels compiled, one line
@@ -109,8 +115,11 @@ print(hits, refreshed)
 
 def test_cached_kernels_load_without_the_full_refresh_and_still_compile_on_a_miss(tmp_path):
     (tmp_path / "quick_kernels.py").write_text(QUICK_LOAD_MODULE)
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
     run = [sys.executable, "-c", QUICK_LOAD_SCRIPT]
     first = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
     again = subprocess.run(run, env=env, capture_output=True, text=True, check=True)

@@ -25,7 +25,7 @@ def _token_end(text: str, i: int) -> int:
     decoder = json.JSONDecoder()
     start = text.index("[", text.index('"generated_tokens"')) + 1
     position = start
-    for k in range(i + 1):
+    for _ in range(i + 1):
         while text[position] in " \n\r\t,":
             position += 1
         _, position = decoder.raw_decode(text, position)

@@ -116,8 +116,12 @@ def test_jsonl_cut_at_every_byte(tmp_path, tiny):
             continue
         assert error.value.step == tiny.tokens["step"][k - 1]
         with open_capture(str(path), recover=True) as source:
-            assert source.recovery == {"truncated_at": cut, "complete_tokens": k - 1, "partial_tokens": 1,
-                                       "kept_bytes": lines.starts[k]}, cut
+            assert source.recovery == {
+                "truncated_at": cut,
+                "complete_tokens": k - 1,
+                "partial_tokens": 1,
+                "kept_bytes": lines.starts[k],
+            }, cut
             assert len(source.token_table) == k - 1
             if decode:
                 cap = source.capture()
@@ -138,8 +142,12 @@ def test_jsonl_variants_cut_anywhere_in_the_tokens(tmp_path_factory, larger, var
     if k is None:
         assert cap.recovery is None
         return
-    assert cap.recovery == {"truncated_at": cut, "complete_tokens": complete, "partial_tokens": 1,
-                            "kept_bytes": lines.starts[k]}
+    assert cap.recovery == {
+        "truncated_at": cut,
+        "complete_tokens": complete,
+        "partial_tokens": 1,
+        "kept_bytes": lines.starts[k],
+    }
     with pytest.raises(halo_fast.CaptureError, match=rf"truncated at byte {cut} after {complete} complete") as error:
         halo_fast.load(path)
     assert error.value.offset == cut
@@ -186,8 +194,12 @@ def test_reduce_recovers_jsonl(tmp_path, larger):
     cut = lines.starts[4] + 100
     path = write(tmp_path / "cut.jsonl", lines.text[:cut])
     red = halo_fast.reduce(path, recover=True)
-    assert red.extra["recovery"] == {"truncated_at": cut, "complete_tokens": 3, "partial_tokens": 1,
-                                     "kept_bytes": lines.starts[4]}
+    assert red.extra["recovery"] == {
+        "truncated_at": cut,
+        "complete_tokens": 3,
+        "partial_tokens": 1,
+        "kept_bytes": lines.starts[4],
+    }
     expected = halo_fast.reduce(larger, tokens=(0, int(larger.tokens["step"][3])))
     assert np.array_equal(red.data.view(np.uint32), expected.data.view(np.uint32))
     with pytest.raises(halo_fast.CaptureError, match="--recover"):
@@ -217,17 +229,23 @@ def test_gzip_cut_at_every_byte(tmp_path, tiny):
         with pytest.raises(halo_fast.CaptureError) as error:
             halo_fast.load(str(path))
         assert error.value.offset == size
-        assert error.value.reason == f"gzip stream ends early at decompressed byte {size} after {complete} " \
-                                     f"complete generated tokens {HINT}", cut
+        assert (
+            error.value.reason == f"gzip stream ends early at decompressed byte {size} after {complete} "
+            f"complete generated tokens {HINT}"
+        ), cut
         if k == 0 or size == 0:
             with pytest.raises(halo_fast.CaptureError, match="nothing to recover"):
                 halo_fast.load(str(path), recover=True)
             continue
         with open_capture(str(path), recover=True) as source:  # pass 1 at every cut, decoding at some
             assert source.recovery == {
-                "truncated_at": size, "complete_tokens": complete, "partial_tokens": int(k is not None),
-                "kept_bytes": size if k is None else lines.starts[k], "offsets": "decompressed",
-                "gzip_error": "ends early"}, cut
+                "truncated_at": size,
+                "complete_tokens": complete,
+                "partial_tokens": int(k is not None),
+                "kept_bytes": size if k is None else lines.starts[k],
+                "offsets": "decompressed",
+                "gzip_error": "ends early",
+            }, cut
             assert len(source.token_table) == complete
             if (k, complete) not in decoded or cut % 97 == 0:
                 decoded.add((k, complete))
@@ -242,8 +260,13 @@ def test_gzip_whole_text_cut_line(tmp_path, tiny):
     with pytest.raises(halo_fast.CaptureError, match=f"truncated at decompressed byte {cut} after 3 complete"):
         halo_fast.load(path)
     cap = halo_fast.load(path, recover=True)
-    assert cap.recovery == {"truncated_at": cut, "complete_tokens": 3, "partial_tokens": 1,
-                            "kept_bytes": lines.starts[-1], "offsets": "decompressed"}
+    assert cap.recovery == {
+        "truncated_at": cut,
+        "complete_tokens": 3,
+        "partial_tokens": 1,
+        "kept_bytes": lines.starts[-1],
+        "offsets": "decompressed",
+    }
     assert_tokens(cap, tiny, range(3))
 
 
@@ -276,13 +299,20 @@ def test_gzip_damage_keeps_the_lines_before_it(tmp_path, larger, members):
         complete = lines.complete(at)
         with pytest.raises(halo_fast.CaptureError) as error:
             halo_fast.load(path)
-        assert error.value.reason.startswith(f"truncated at decompressed byte {at} after {complete} complete "
-                                             "generated tokens: damaged gzip stream near compressed byte ")
+        assert error.value.reason.startswith(
+            f"truncated at decompressed byte {at} after {complete} complete "
+            "generated tokens: damaged gzip stream near compressed byte "
+        )
         cap = halo_fast.load(path, recover=True)
         gzip_error = cap.recovery.pop("gzip_error")
         assert gzip_error  # zlib's (or ISA-L's) own words
-        assert cap.recovery == {"truncated_at": at, "complete_tokens": complete, "partial_tokens": 0,
-                                "kept_bytes": at, "offsets": "decompressed"}
+        assert cap.recovery == {
+            "truncated_at": at,
+            "complete_tokens": complete,
+            "partial_tokens": 0,
+            "kept_bytes": at,
+            "offsets": "decompressed",
+        }
         assert_tokens(cap, larger, range(complete))
 
 
@@ -294,8 +324,10 @@ def test_gzip_checksum_mismatch_trusts_only_whole_members_before_it(tmp_path, la
     data[-8] ^= 1  # the CRC of the last member
     path = write(tmp_path / "crc.jsonl.gz", bytes(data))
     complete = lines.complete(split)
-    with pytest.raises(halo_fast.CaptureError, match=f"truncated at decompressed byte {split} after {complete} "
-                                                     "complete generated tokens: damaged gzip stream"):
+    with pytest.raises(
+        halo_fast.CaptureError,
+        match=f"truncated at decompressed byte {split} after {complete} complete generated tokens: damaged gzip stream",
+    ):
         halo_fast.load(path)
     cap = halo_fast.load(path, recover=True)
     assert cap.recovery["truncated_at"] == split and cap.recovery["complete_tokens"] == complete
@@ -352,8 +384,14 @@ def test_directory_short_bin(bin_directory, tiny, index, keep):
         cap = halo_fast.load(bin_directory, recover=True)
     kept = [i for i in range(len(tiny)) if i != index]
     assert_tokens(cap, tiny, kept)
-    assert cap.recovery == {"truncated_at": holds, "complete_tokens": len(kept), "partial_tokens": 1,
-                            "kept_bytes": 0, "truncated_files": [name], "lost_steps": [index]}
+    assert cap.recovery == {
+        "truncated_at": holds,
+        "complete_tokens": len(kept),
+        "partial_tokens": 1,
+        "kept_bytes": 0,
+        "truncated_files": [name],
+        "lost_steps": [index],
+    }
     red = halo_fast.reduce(bin_directory, recover=True)
     assert red.extra["recovery"] == cap.recovery
     assert np.array_equal(red.steps, tiny.tokens["step"][[i for i in kept if tiny.tokens["has_attention"][i]]])
@@ -381,8 +419,14 @@ def test_directory_token_json_cut_at_every_byte(tmp_path, tiny):
         assert error.value.reason == f"truncated: {name} {what} {DIRECTORY_HINT}"
         assert (error.value.path, error.value.offset, error.value.step) == (path, cut, last)
         with open_capture(directory, recover=True) as source:
-            assert source.recovery == {"truncated_at": cut, "complete_tokens": last, "partial_tokens": 1,
-                                       "kept_bytes": 0, "truncated_files": [name], "lost_steps": [last]}
+            assert source.recovery == {
+                "truncated_at": cut,
+                "complete_tokens": last,
+                "partial_tokens": 1,
+                "kept_bytes": 0,
+                "truncated_files": [name],
+                "lost_steps": [last],
+            }
             if cut % 97 == 0:
                 assert_tokens(source.capture(), tiny, range(last))
 
@@ -442,8 +486,9 @@ def test_cli_recover_on_every_format(tmp_path, capsys):
     assert main(["reduce", jsonl, "--recover", "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["recovery"]["complete_tokens"] == 2
-    assert err.strip().endswith(f"warning: {jsonl} is truncated at byte {cut}: kept 2 complete generated tokens, "
-                                "dropped 1 partial one(s)")
+    assert err.strip().endswith(
+        f"warning: {jsonl} is truncated at byte {cut}: kept 2 complete generated tokens, dropped 1 partial one(s)"
+    )
     compressed = gzip.compress(lines.text, mtime=0)
     gz = write(tmp_path / "cut.jsonl.gz", compressed[: len(compressed) * 3 // 4])
     directory = write_directory(tmp_path / "capture_1", kind="bin", **TINY)

@@ -64,7 +64,7 @@ def test_streaming_reduce_matches_numpy(scratch, tensors, op, over, data):
         want = numpy_reference(tensor, op, over, layers, heads)
         got = red.data[t][..., : tensor.shape[2]]
         assert_matches(got, want, op, f"{op} over {over} token {t}")
-        assert np.all(np.isnan(red.data[t][..., tensor.shape[2]:]))
+        assert np.all(np.isnan(red.data[t][..., tensor.shape[2] :]))
     # the same fold on a decoded capture gives identical numbers
     again = halo_fast.load(path).reduce(op=op, over=over, layers=layers, heads=heads)
     np.testing.assert_array_equal(again.data, red.data)
@@ -166,7 +166,7 @@ def test_bad_number_in_selected_row_names_step(tmp_path):
     doc = capture_doc([np.ones((1, 2, 3), np.float32)] * 2)
     text = json.dumps(doc)
     cut = text.rindex("1.0")
-    text = text[:cut] + "1.2.3" + text[cut + 3:]
+    text = text[:cut] + "1.2.3" + text[cut + 3 :]
     path = tmp_path / "bad.json"
     path.write_text(text)
     with pytest.raises(halo_fast.CaptureError) as info:

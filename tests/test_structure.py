@@ -50,8 +50,23 @@ def check(path, window=None, context=""):
 
 def tricky_doc() -> dict:
     """Small capture with every awkward thing at once (keys shuffled by hand, decoys everywhere)."""
-    data0 = [Num(t) for t in ["0.5", "-0", "-0.0", "1e-07", "1.2345678741455078e-7", "NaN", "null", "Infinity",
-                              "-Infinity", "3.4028235677973366e38", "1E+5", "0.00123456789180636410000000000001"]]
+    data0 = [
+        Num(t)
+        for t in [
+            "0.5",
+            "-0",
+            "-0.0",
+            "1e-07",
+            "1.2345678741455078e-7",
+            "NaN",
+            "null",
+            "Infinity",
+            "-Infinity",
+            "3.4028235677973366e38",
+            "1E+5",
+            "0.00123456789180636410000000000001",
+        ]
+    ]
     return {
         "generated_tokens": [
             {"attention": None, "step": 0, "text": '"data":[1,2]', "token_id": 1, "position": 3, "timestamp": 5},
@@ -84,10 +99,23 @@ def tricky_doc() -> dict:
             },
         ],
         "prompt_tokens": [
-            {"text": "a\"b\\c", "token_id": 9, "position": 0, "turn_id": 0, "role": "system", "sentence_id": 0,
-             "data": [1, 2]},
-            {"token_id": 10, "text": "\ud83d\ude00 \ud800", "position": 1, "turn_id": 1, "message_role": "user",
-             "sentence_id": 0},
+            {
+                "text": 'a"b\\c',
+                "token_id": 9,
+                "position": 0,
+                "turn_id": 0,
+                "role": "system",
+                "sentence_id": 0,
+                "data": [1, 2],
+            },
+            {
+                "token_id": 10,
+                "text": "\ud83d\ude00 \ud800",
+                "position": 1,
+                "turn_id": 1,
+                "message_role": "user",
+                "sentence_id": 0,
+            },
         ],
         "metadata": {
             "timestamp": 1763681849744,
@@ -188,10 +216,13 @@ def test_near_miss_keys_are_not_data(scratch):
 
 def test_strings_that_look_like_structure(scratch):
     texts = ['"data":[', "]", "}", "]}]}", '\\"', "\\", '\\"data\\":[1,', "[[[[", "{{{{", ":", '"}', "\u0000"]
-    doc = capture_doc([[0.5], [0.25, 0.125]], prompt=[
-        {"token_id": i, "text": t, "position": i, "turn_id": 0, "message_role": t, "sentence_id": 0}
-        for i, t in enumerate(texts)
-    ])
+    doc = capture_doc(
+        [[0.5], [0.25, 0.125]],
+        prompt=[
+            {"token_id": i, "text": t, "position": i, "turn_id": 0, "message_role": t, "sentence_id": 0}
+            for i, t in enumerate(texts)
+        ],
+    )
     for i, token in enumerate(doc["generated_tokens"]):
         token["text"] = texts[i]
         token["attention"]["note"] = texts
@@ -251,7 +282,8 @@ def big_doc(n_tokens=12, layers=2, heads=3, start_ctx=900, seed=0) -> dict:
     for i in range(n_tokens):
         ctx = start_ctx + i
         x = rng.standard_normal(layers * heads * ctx).astype(np.float32) * np.float32(10.0) ** rng.integers(
-            -9, 3, layers * heads * ctx).astype(np.float32)
+            -9, 3, layers * heads * ctx
+        ).astype(np.float32)
         texts = [Num(repr(float(v))) for v in x]
         texts[::97] = [Num("null")] * len(texts[::97])
         values.append(texts)
@@ -278,12 +310,23 @@ def filler_then_tricky_tokens_doc() -> dict:
     walker goes through the tail in window-sized steps, so every string, escape and key gets split."""
     texts = ['\\"', '"data":[', "\u00e9\\", "]}", "\U0001f600", "caf\u00e9", "\\", '{"a":[1]}']
     prompt = [
-        {"token_id": i, "text": texts[i % len(texts)] * (1 + i % 3), "position": i, "turn_id": i // 500,
-         "message_role": "user", "sentence_id": i % 7}
+        {
+            "token_id": i,
+            "text": texts[i % len(texts)] * (1 + i % 3),
+            "position": i,
+            "turn_id": i // 500,
+            "message_role": "user",
+            "sentence_id": i % 7,
+        }
         for i in range(1400)
     ]
-    values = [None, [Num("0.5"), Num("-1E-7"), Num("null")], None, [Num("1.2345678741455078e-7")] * 3,
-              [Num("Infinity"), Num("-0.0"), Num("0.1")]]
+    values = [
+        None,
+        [Num("0.5"), Num("-1E-7"), Num("null")],
+        None,
+        [Num("1.2345678741455078e-7")] * 3,
+        [Num("Infinity"), Num("-0.0"), Num("0.1")],
+    ]
     doc = capture_doc(values, prompt=prompt, metadata={"notes": texts * 10, "n": -0.0})
     for i, token in enumerate(doc["generated_tokens"]):
         token["text"] = texts[i] + '\\"data\\":['

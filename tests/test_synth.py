@@ -77,7 +77,19 @@ def test_structure_and_key_order(captures, name):
     assert meta["model"] == "synthetic-3x4" and isinstance(meta["timestamp"], int)
     assert list(meta["config"]) == ["max_length", "temperature", "top_p"]
     truth = meta["synth"]
-    keys = ("seed", "layers", "heads", "prompt", "tokens", "style", "logits", "groups", "bos", "anchors", "local_window")
+    keys = (
+        "seed",
+        "layers",
+        "heads",
+        "prompt",
+        "tokens",
+        "style",
+        "logits",
+        "groups",
+        "bos",
+        "anchors",
+        "local_window",
+    )
     assert all(key in truth for key in keys)
     assert (truth["layers"], truth["heads"], truth["prompt"], truth["tokens"]) == (3, 4, 40, 12)
     assert truth["logits"] == (name == "logits") and truth["bos"] == 0 and truth["local_window"] == 20
@@ -202,14 +214,49 @@ def test_js_style_is_json_stringify(captures, name):
         assert body.split(",") == [ref_js(v) for v in tok["attention"]["data"]]
     # the rest is JSON.stringify of plain values
     head = text[: text.index('"generated_tokens":')]
-    assert head == json.dumps({"metadata": doc["metadata"], "prompt_tokens": doc["prompt_tokens"]},
-                              separators=(",", ":"), ensure_ascii=False)[:-1] + ","
+    assert (
+        head
+        == json.dumps(
+            {"metadata": doc["metadata"], "prompt_tokens": doc["prompt_tokens"]},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )[:-1]
+        + ","
+    )
 
 
 def test_number_text_edge_cases():
-    values = np.array([1.0, 0.0, -0.0, 0.5, 1e-5, 1.2345e-5, 1e-6, 9.9e-7, 1.2345678e-7, 3e-9, 1e-12, 1e-45,
-                       -2.5e-6, 65504.0, 123456789.0, 1e16, 1.5e16, 3e20, 1e21, 1.25e22, 3.4e38, -1e-4, 1e-4,
-                       0.1, -7.25, 2.0**-149], dtype=np.float32)
+    values = np.array(
+        [
+            1.0,
+            0.0,
+            -0.0,
+            0.5,
+            1e-5,
+            1.2345e-5,
+            1e-6,
+            9.9e-7,
+            1.2345678e-7,
+            3e-9,
+            1e-12,
+            1e-45,
+            -2.5e-6,
+            65504.0,
+            123456789.0,
+            1e16,
+            1.5e16,
+            3e20,
+            1e21,
+            1.25e22,
+            3.4e38,
+            -1e-4,
+            1e-4,
+            0.1,
+            -7.25,
+            2.0**-149,
+        ],
+        dtype=np.float32,
+    )
     doubles = [float(v) for v in values]
     assert format_floats(values, "js") == "[" + ",".join(ref_js(d) for d in doubles) + "]"
     assert format_floats(values, "py") == json.dumps(doubles)
@@ -218,7 +265,13 @@ def test_number_text_edge_cases():
     for d in doubles + [0.7, 1e21, 1e-7, 123.0, -0.0, 5e-324, 1.7976931348623157e308]:
         assert js_number(d) == ref_js(d)
     assert [js_number(x) for x in (1e-7, 1.2345e-5, 1.0, -0.0, 1e21, 0.000001)] == [
-        "1e-7", "0.000012345", "1", "0", "1e+21", "0.000001"]
+        "1e-7",
+        "0.000012345",
+        "1",
+        "0",
+        "1e+21",
+        "0.000001",
+    ]
 
 
 # --------------------------------------------------------------------------- planted truth
@@ -238,7 +291,7 @@ def test_attention_shape_of_rows():
     ctx = a.shape[1]
     mean = a.mean(axis=0)
     free = s._free[:ctx].copy()
-    free[ctx - 20:] = False
+    free[ctx - 20 :] = False
     assert mean[0] > 5 * mean[s.anchors].max() and mean[0] > 0.1  # BOS sink
     assert mean[s.anchors].min() > 2 * mean[free].mean()  # anchors stay bright
     assert mean[ctx - 1] > 4 * mean[free].mean()  # local wave next to the head

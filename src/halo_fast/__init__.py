@@ -13,8 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["CaptureError", "Capture", "Reduced", "load", "reduce", "__version__"]
 
 
-def load(path, *, recover: bool = False, strict: bool = False, progress: bool = False,
-         window_bytes: int | None = None):
+def load(path, *, recover: bool = False, strict: bool = False, progress: bool = False, window_bytes: int | None = None):
     """Decode a capture into a :class:`Capture` (float32 attention, bit-exact with json.loads).
 
     ``recover=True``: from a truncated file, return every complete generated token;

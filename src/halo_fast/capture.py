@@ -7,7 +7,8 @@ tools can use every token without copying, and ``attention(i)`` is a view.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class Table:
         self._length = lengths.pop() if lengths else 0
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]], names: Iterable[str]) -> "Table":
+    def from_records(cls, records: Iterable[Mapping[str, Any]], names: Iterable[str]) -> Table:
         records = list(records)
         columns = {}
         for name in names:

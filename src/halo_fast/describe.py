@@ -49,8 +49,11 @@ def describe(path, samples: int = 3, recover: bool = False) -> dict:
             "metadata_keys": sorted(scan.metadata),
             "recovery": scan.recovery,
         }
-        picked = sorted({int(with_attention[k]) for k in np.linspace(0, len(with_attention) - 1, samples).astype(int)}) \
-            if len(with_attention) else []
+        picked = (
+            sorted({int(with_attention[k]) for k in np.linspace(0, len(with_attention) - 1, samples).astype(int)})
+            if len(with_attention)
+            else []
+        )
         kinds = []
         for i in picked:
             values = scan.token_values(i).reshape(tuple(int(d) for d in scan.shapes[i]))

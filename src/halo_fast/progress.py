@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class NoProgress:
-    def __enter__(self) -> "NoProgress":
+    def __enter__(self) -> NoProgress:
         return self
 
     def __exit__(self, *exc_info) -> None:

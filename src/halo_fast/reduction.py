@@ -172,8 +172,17 @@ def output_array(n_tokens: int, plan: ReducePlan, max_context: int) -> np.ndarra
     return np.full((n_tokens, plan.n_groups, max_context), np.nan, dtype=np.float32)
 
 
-def finish(data: np.ndarray, ids: np.ndarray, token_table: Table, prompt: Table, metadata: dict, plan: ReducePlan,
-           every: int, tokens, source) -> Reduced:
+def finish(
+    data: np.ndarray,
+    ids: np.ndarray,
+    token_table: Table,
+    prompt: Table,
+    metadata: dict,
+    plan: ReducePlan,
+    every: int,
+    tokens,
+    source,
+) -> Reduced:
     if plan.over == AXES:
         data = data[:, 0, :]
     return Reduced(
@@ -208,8 +217,18 @@ def fold_tokens(plan: ReducePlan, ids: np.ndarray, shapes: np.ndarray, values_of
     counts = np.zeros((plan.n_groups, max_context), dtype=np.int64)
     n_rows = plan.n_layers * plan.n_heads
     for row, i in enumerate(ids.tolist()):
-        reduce_decoded(values_of(i), n_rows, int(shapes[i, 2]), plan.row_group, plan.first_row, plan.group_size,
-                       plan.op_code, acc, counts, data[row])
+        reduce_decoded(
+            values_of(i),
+            n_rows,
+            int(shapes[i, 2]),
+            plan.row_group,
+            plan.first_row,
+            plan.group_size,
+            plan.op_code,
+            acc,
+            counts,
+            data[row],
+        )
     return data
 
 
@@ -221,8 +240,20 @@ def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, 
     return finish(data, ids, cap.tokens, cap.prompt_tokens, cap.metadata, plan, every, tokens, cap.path)
 
 
-def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None, *, recover=False,
-           strict=False, progress=False, window_bytes=None) -> Reduced:
+def reduce(
+    source,
+    op="mean",
+    over=AXES,
+    layers=None,
+    heads=None,
+    every=1,
+    tokens=None,
+    *,
+    recover=False,
+    strict=False,
+    progress=False,
+    window_bytes=None,
+) -> Reduced:
     """Reduce a capture over layers and/or heads, streaming from the file.
 
     ``op``: mean, max, min, sum (NaN propagates) or nanmean; ``over``: "layers",
@@ -234,8 +265,7 @@ def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, token
         return reduce_capture(source, op, over, layers, heads, every, tokens)
     from .formats import open_capture
 
-    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover,
-                      strict=strict) as capture:
+    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as capture:
         with_attention = np.flatnonzero(capture.has_attention)
         if not len(with_attention):
             raise CaptureError("no generated token has attention to reduce", capture.path, None)
@@ -243,8 +273,9 @@ def reduce(source, op="mean", over=AXES, layers=None, heads=None, every=1, token
         plan = make_plan(op, over, layers, heads, n_layers, n_heads)
         ids = select_tokens(capture.token_table["step"], capture.has_attention, every, tokens)
         data = capture.reduce(ids, plan)
-        result = finish(data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens,
-                        capture.path)
+        result = finish(
+            data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens, capture.path
+        )
         if capture.recovery is not None:
             result.extra["recovery"] = capture.recovery
         return result

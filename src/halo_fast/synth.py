@@ -120,8 +120,8 @@ _ASSISTANT = [BOS_TEXT, "assistant", "\n"]
 _ANSWER = _pieces(
     "To| analyze| the| data|,| I| will| focus| on| the| primary| factors|:| X|,| Y|,| and| Z|.|\n\n|"
     "First|,| X| is| critical| to| understanding| the| outcome|.|"
-    " The| record| {\"data\":[|3|,| 5|]}| confirms| it|.|\n|"
-    "Second|,| Y| and| Z| interact|;| the| value| labeled| \"|alpha|\"| matters| too|.|\n|"
+    ' The| record| {"data":[|3|,| 5|]}| confirms| it|.|\n|'
+    'Second|,| Y| and| Z| interact|;| the| value| labeled| "|alpha|"| matters| too|.|\n|'
     "Secondary| factors| A| and| B| play| a| smaller| role|;| B| comes| from| C|:\\|data|\\|b|.csv|.|\n|"
     "The| weather| is| irrelevant| here| —| even| at| the| café| in| 日本|.|\n|"
     "In| summary|,| X|,| Y|,| and| Z| drive| the| result|.| ✅|\n"
@@ -370,9 +370,9 @@ class SyntheticCapture:
         free = np.flatnonzero(~taken)
         # anchors: structural tokens (role names, newlines, turn markers) outside the prompt's
         # local window, at most 4, always leaving one free prompt position for the noise
-        candidates = [
-            int(p) for p in free if tokens[p]["text"] in _STRUCTURAL and p < self.prompt - LOCAL_WINDOW
-        ][: max(0, min(4, len(free) - 1))]
+        candidates = [int(p) for p in free if tokens[p]["text"] in _STRUCTURAL and p < self.prompt - LOCAL_WINDOW][
+            : max(0, min(4, len(free) - 1))
+        ]
         self.anchors = np.array(candidates, dtype=np.intp)
         self.groups = [
             {
@@ -463,9 +463,7 @@ class SyntheticCapture:
         self._group_w = {}
         for g in GROUP_NAMES:
             pos = self.group_positions[g]
-            salience = np.array(
-                [1.0 if any(c.isalnum() for c in self.prompt_tokens[p]["text"]) else 0.3 for p in pos]
-            )
+            salience = np.array([1.0 if any(c.isalnum() for c in self.prompt_tokens[p]["text"]) else 0.3 for p in pos])
             self._group_w[g] = salience * rng.lognormal(0.0, 0.6, size=(rows, len(pos)))
 
         # local wave length per row
@@ -711,14 +709,16 @@ def write_capture(
     return metadata
 
 
-def estimate_tokens(size_bytes: float, *, layers=28, heads=28, prompt=200, seed=0, style="js", logits=False,
-                    null_first=True) -> int:
+def estimate_tokens(
+    size_bytes: float, *, layers=28, heads=28, prompt=200, seed=0, style="js", logits=False, null_first=True
+) -> int:
     """How many generated tokens make a capture of about ``size_bytes`` (from sampled tokens)."""
     rows = layers * heads
 
     def bytes_per_value(step):
-        synth = SyntheticCapture(layers=layers, heads=heads, prompt=prompt, tokens=step + 1, seed=seed,
-                                 logits=logits, null_first=False)
+        synth = SyntheticCapture(
+            layers=layers, heads=heads, prompt=prompt, tokens=step + 1, seed=seed, logits=logits, null_first=False
+        )
         writer = _TokenWriter(synth, style)
         return len(writer.token_bytes(step)) / (rows * (prompt + step))
 

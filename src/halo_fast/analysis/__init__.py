@@ -38,8 +38,9 @@ __all__ = [
 ]
 
 
-def open_reduced(source, *, op="mean", layers=None, heads=None, every=1, tokens=None, over=("layers", "heads"),
-                 recover=False):
+def open_reduced(
+    source, *, op="mean", layers=None, heads=None, every=1, tokens=None, over=("layers", "heads"), recover=False
+):
     """A :class:`~halo_fast.reduction.Reduced` from a capture (path or loaded ``Capture``), a reduce
     output (.h5/.npz) or a Reduced.
 
@@ -68,8 +69,9 @@ def open_reduced(source, *, op="mean", layers=None, heads=None, every=1, tokens=
 def _refuse_reduce_options(what: str, op, over, layers, heads) -> None:
     over = (over,) if isinstance(over, str) else tuple(over)
     if op != "mean" or layers is not None or heads is not None or sorted(over) != ["heads", "layers"]:
-        raise ValueError(f"{what} is already reduced: --op, --layers, --heads (and a per-layer view) apply to "
-                         "captures only")
+        raise ValueError(
+            f"{what} is already reduced: --op, --layers, --heads (and a per-layer view) apply to captures only"
+        )
 
 
 def _is_reduced_h5(path: str) -> bool:
@@ -90,7 +92,7 @@ def _read_reduced(path: str):
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
         attrs = json.loads(str(arrays.pop("attributes_json")))
-        prompt = {name[len("prompt_"):]: arrays[name] for name in arrays if name.startswith("prompt_")}
+        prompt = {name[len("prompt_") :]: arrays[name] for name in arrays if name.startswith("prompt_")}
     else:
         import h5py
 
@@ -139,8 +141,10 @@ def matrix(red) -> tuple[np.ndarray, np.ndarray]:
     """``(data, ctx)``: the float32 C-contiguous ``[T, C]`` matrix and int64 context lengths the kernels take."""
     data = np.asarray(red.data)
     if data.ndim != 2:
-        raise ValueError(f"the analyses need attention reduced over layers and heads ([T, C]); got shape {data.shape}"
-                         " (reduce with --over layers,heads)")
+        raise ValueError(
+            f"the analyses need attention reduced over layers and heads ([T, C]); got shape {data.shape}"
+            " (reduce with --over layers,heads)"
+        )
     return np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(red.context_lengths, dtype=np.int64)
 
 
@@ -218,8 +222,9 @@ def sentence_index(prompt, n_prompt: int | None = None) -> Sentences:
             role_of.append("" if roles[k] is None else str(roles[k]))
         labels[k] = s
         parts[s].append("" if texts[k] is None else str(texts[k]))
-    return Sentences(keys, labels, role_of, ["".join(p) for p in parts],
-                     np.bincount(labels, minlength=len(keys)).astype(np.int64))
+    return Sentences(
+        keys, labels, role_of, ["".join(p) for p in parts], np.bincount(labels, minlength=len(keys)).astype(np.int64)
+    )
 
 
 def planted_groups(metadata: dict) -> dict[str, list[tuple[int, int]]]:

@@ -9,15 +9,22 @@ import math
 
 def add_common(p, kind: bool = True) -> None:
     p.add_argument("source", help="capture file, or a .reduced.h5 / .npz written by `reduce`")
-    p.add_argument("--op", default="mean", choices=["mean", "max", "min", "sum", "nanmean"],
-                   help="reduction over layers and heads (default mean)")
+    p.add_argument(
+        "--op",
+        default="mean",
+        choices=["mean", "max", "min", "sum", "nanmean"],
+        help="reduction over layers and heads (default mean)",
+    )
     p.add_argument("--layers", help="layers to keep first, e.g. 24-27, -4:, 0,3 (default all)")
     p.add_argument("--heads", help="heads to keep first (default all)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="keep every Nth generation step")
     p.add_argument("--tokens", metavar="START:STOP", help="only steps START <= step < STOP")
     if kind:
-        p.add_argument("--kind", choices=["probabilities", "logits"],
-                       help="value kind (default: logits when any value is negative)")
+        p.add_argument(
+            "--kind",
+            choices=["probabilities", "logits"],
+            help="value kind (default: logits when any value is negative)",
+        )
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
 
 

@@ -75,18 +75,23 @@ class DecayResult:
 
     def to_json(self) -> dict:
         def rows(trend, extra):
-            return [dict(extra(i), rate=_num(trend.rate[i]), half_life=_num(trend.half_life[i]), r2=_num(trend.r2[i]))
-                    for i in range(len(trend.rate))]
+            return [
+                dict(extra(i), rate=_num(trend.rate[i]), half_life=_num(trend.half_life[i]), r2=_num(trend.r2[i]))
+                for i in range(len(trend.rate))
+            ]
 
         return {
             "kind": self.kind,
             "tokens": rows(self.tokens, lambda i: {"position": int(self.positions[i])}),
-            "sentences": rows(self.sentences, lambda i: {"turn_id": self.sentence_keys[i][0],
-                                                         "sentence_id": self.sentence_keys[i][1]}),
-            "groups": {k: {kk: (_num(v) if isinstance(v, float) else v) for kk, v in g.items()}
-                       for k, g in self.groups.items()},
-            "by_role": {k: {kk: _num(v) if isinstance(v, float) else v for kk, v in r.items()}
-                        for k, r in self.by_role.items()},
+            "sentences": rows(
+                self.sentences, lambda i: {"turn_id": self.sentence_keys[i][0], "sentence_id": self.sentence_keys[i][1]}
+            ),
+            "groups": {
+                k: {kk: (_num(v) if isinstance(v, float) else v) for kk, v in g.items()} for k, g in self.groups.items()
+            },
+            "by_role": {
+                k: {kk: _num(v) if isinstance(v, float) else v for kk, v in r.items()} for k, r in self.by_role.items()
+            },
             "negative_trend_share": _num(self.negative_trend_share),
             "recommended_decay_rate": _num(self.recommended_decay_rate),
             "recommendation": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.recommendation.items()},
@@ -124,8 +129,8 @@ def recommend_decay_rate(steps, probs: np.ndarray, n_prompt: int) -> dict:
         "per_step_factor": math.exp(-rate_med) if math.isfinite(rate_med) else None,
         "tokens_fitted": int(np.isfinite(trend.rate).sum()),
         "derivation": "decay_rate = median fitted rate x median mean attention of the prompt tokens (BOS excluded): "
-                      "the attention a median token loses per step under the fitted exponential, subtracted "
-                      "additively from its cumulative score instead",
+        "the attention a median token loses per step under the fitted exponential, subtracted "
+        "additively from its cumulative score instead",
     }
 
 
@@ -148,28 +153,48 @@ def decay_analysis(source, groups=None, kind=None, **reduce_options) -> DecayRes
         idx = [sent.index(m) for m in members]
         curve = np.nansum(total[:, idx], axis=1) if len(total) else np.zeros(0)
         fit = fit_series(steps, curve, kind)
-        entry = {"sentences": [list(m) for m in members], "rate": float(fit.rate[0]),
-                 "half_life": float(fit.half_life[0]), "r2": float(fit.r2[0]),
-                 "sentence_rate_median": _median(sentences.rate[idx])}
+        entry = {
+            "sentences": [list(m) for m in members],
+            "rate": float(fit.rate[0]),
+            "half_life": float(fit.half_life[0]),
+            "r2": float(fit.r2[0]),
+            "sentence_rate_median": _median(sentences.rate[idx]),
+        }
         if name in planted and kind == "probabilities":
             truth = float(planted[name]["decay_rate"])
             entry["planted_rate"] = truth
             entry["relative_error"] = abs(entry["rate"] - truth) / truth if truth else float("nan")
         group_fits[name] = entry
-    roles = [str(r) for r in (red.prompt["message_role"][:n_prompt] if "message_role" in red.prompt
-                              else [""] * n_prompt)]
+    roles = [
+        str(r) for r in (red.prompt["message_role"][:n_prompt] if "message_role" in red.prompt else [""] * n_prompt)
+    ]
     by_role = {}
     role_arr = np.array(roles, dtype=object)
     for role in dict.fromkeys(roles):
         mask = role_arr == role
         mask[:1] = False  # BOS excluded
         if mask.any():
-            by_role[role] = {"tokens": int(mask.sum()), "rate_median": _median(tokens.rate[mask]),
-                             "fading_share": float(np.mean(tokens.rate[mask] > 0))}
+            by_role[role] = {
+                "tokens": int(mask.sum()),
+                "rate_median": _median(tokens.rate[mask]),
+                "fading_share": float(np.mean(tokens.rate[mask] > 0)),
+            }
     finite = np.isfinite(tokens.rate[1:])
     negative = float(np.mean(tokens.rate[1:][finite] > 0)) if finite.any() else float("nan")
     probs = data if kind == "probabilities" else to_probabilities(data, ctx)
     recommendation = recommend_decay_rate(steps, probs, n_prompt)
     positions = np.asarray(red.prompt["position"])[:n_prompt] if "position" in red.prompt else np.arange(n_prompt)
-    return DecayResult(kind, np.asarray(red.steps), positions, roles, tokens, sent.keys, sentences, group_fits,
-                       by_role, negative, recommendation["decay_rate"], recommendation)
+    return DecayResult(
+        kind,
+        np.asarray(red.steps),
+        positions,
+        roles,
+        tokens,
+        sent.keys,
+        sentences,
+        group_fits,
+        by_role,
+        negative,
+        recommendation["decay_rate"],
+        recommendation,
+    )

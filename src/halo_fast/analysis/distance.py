@@ -53,8 +53,10 @@ class DistanceResult:
             "prompt_share": _num(self.prompt_share),
             "uniform_local_share": _num(self.uniform_local_share),
             "local_ratio": _num(self.local_ratio),
-            "per_layer": {str(k): {"profile": [_num(v) for v in p["profile"]], "local_share": _num(p["local_share"])}
-                          for k, p in self.per_layer.items()},
+            "per_layer": {
+                str(k): {"profile": [_num(v) for v in p["profile"]], "local_share": _num(p["local_share"])}
+                for k, p in self.per_layer.items()
+            },
         }
 
 

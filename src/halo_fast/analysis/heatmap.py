@@ -60,8 +60,9 @@ def output_beside(source, suffix: str) -> str:
     return stem + suffix
 
 
-def heatmap(source, path=None, *, log=False, sentences=False, force=False, kind=None, groups=None, dpi=DPI,
-            **reduce_options) -> dict:
+def heatmap(
+    source, path=None, *, log=False, sentences=False, force=False, kind=None, groups=None, dpi=DPI, **reduce_options
+) -> dict:
     """Draw the heatmap (or with ``sentences`` the per-sentence lines) of ``source`` to the PNG ``path``.
 
     ``source``: anything :func:`~halo_fast.analysis.open_reduced` takes, with its reduce options.
@@ -107,11 +108,25 @@ def heatmap(source, path=None, *, log=False, sentences=False, force=False, kind=
         fig.savefig(temporary, format="png", dpi=dpi)
     width, height = (int(round(v * dpi)) for v in fig.get_size_inches())
     box = ax.get_position()
-    return {"path": os.path.abspath(path), "mode": "sentences" if sentences else "heatmap", "log": bool(log),
-            "kind": kind, "steps": int(len(steps)), "prompt_tokens": int(n_prompt), "sentences": len(sent),
-            "width": width, "height": height, "vmin": vmin, "vmax": vmax,
-            "plot_box": [round(box.x0 * width), round((1 - box.y1) * height), round(box.x1 * width),
-                         round((1 - box.y0) * height)]}
+    return {
+        "path": os.path.abspath(path),
+        "mode": "sentences" if sentences else "heatmap",
+        "log": bool(log),
+        "kind": kind,
+        "steps": int(len(steps)),
+        "prompt_tokens": int(n_prompt),
+        "sentences": len(sent),
+        "width": width,
+        "height": height,
+        "vmin": vmin,
+        "vmax": vmax,
+        "plot_box": [
+            round(box.x0 * width),
+            round((1 - box.y1) * height),
+            round(box.x1 * width),
+            round((1 - box.y0) * height),
+        ],
+    }
 
 
 def _figure(dpi):
@@ -127,8 +142,7 @@ def _axes(fig, right_inches: float):
     """Main axes with fixed margins (inches): room for the axis labels left and below, ``right_inches`` right."""
     width, height = fig.get_size_inches()
     left, bottom, top = 0.85, 0.6, 0.4
-    return fig.add_axes((left / width, bottom / height, 1 - (left + right_inches) / width,
-                         1 - (bottom + top) / height))
+    return fig.add_axes((left / width, bottom / height, 1 - (left + right_inches) / width, 1 - (bottom + top) / height))
 
 
 def _group_of(sent, groups) -> dict[int, str]:
@@ -180,13 +194,15 @@ def _draw_heatmap(fig, ax, steps, values, sent, member, log):
     width, height = fig.get_size_inches()
     box = ax.get_position()
     cax = fig.add_axes((box.x1 + 1.3 / width, box.y0, 0.18 / width, box.height))
-    bar = fig.colorbar(shown, cax=cax, extend="neither" if log else "max",
-                       label="attention" + (" (log scale)" if log else ""))
+    bar = fig.colorbar(
+        shown, cax=cax, extend="neither" if log else "max", label="attention" + (" (log scale)" if log else "")
+    )
     bar.ax.minorticks_off()
     n_steps = len(steps)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))
-    ax.xaxis.set_major_formatter(FuncFormatter(
-        lambda x, _: str(int(steps[int(round(x))])) if 0 <= round(x) < n_steps else ""))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: str(int(steps[int(round(x))])) if 0 <= round(x) < n_steps else "")
+    )
     ax.set_xlabel("generation step")
     ax.set_ylabel("prompt position")
     _mark_sentences(ax, sent, member, n_steps)
@@ -208,8 +224,10 @@ def _mark_sentences(ax, sent, member, n_steps):
     every = max(1, int(np.ceil(len(starts) / MAX_SENTENCE_LABELS)))
     chosen = list(range(0, len(starts), every))
     right = ax.secondary_yaxis("right")
-    right.set_yticks([(starts[i] + ends[i] - 1) / 2 for i in chosen],
-                     labels=[_sentence_label(sent, labels[starts[i]], member) for i in chosen])
+    right.set_yticks(
+        [(starts[i] + ends[i] - 1) / 2 for i in chosen],
+        labels=[_sentence_label(sent, labels[starts[i]], member) for i in chosen],
+    )
     right.tick_params(labelsize=6 if len(chosen) > 30 else 7, length=2)
     colours = _group_colours(member)
     for tick, i in zip(right.get_yticklabels(), chosen):

@@ -345,8 +345,19 @@ def sweep_cumulative(data, ctx, decay_rates, boosts, modes, min_distances, scale
     dummy = np.empty((0, 0))
     for g in prange(n_grid):
         for i in range(n_pos):
-            final, peak = cumulative_one(data, ctx, np.int64(i), decay_rates[g], boosts[g], modes[g], min_distances[g],
-                                         scales[g], floor, dummy, np.int64(-1))
+            final, peak = cumulative_one(
+                data,
+                ctx,
+                np.int64(i),
+                decay_rates[g],
+                boosts[g],
+                modes[g],
+                min_distances[g],
+                scales[g],
+                floor,
+                dummy,
+                np.int64(-1),
+            )
             out_final[g, i] = final
             out_peak[g, i] = peak
 

@@ -86,7 +86,7 @@ class PruneResult:
         names = list(self.kept)
         out = {}
         for i, a in enumerate(names):
-            for b in names[i + 1:]:
+            for b in names[i + 1 :]:
                 union = np.sum(self.kept[a] | self.kept[b])
                 out[f"{a}/{b}"] = float(np.sum(self.kept[a] & self.kept[b]) / union) if union else 1.0
         return out
@@ -103,15 +103,29 @@ class PruneResult:
         }
 
     def to_json(self) -> dict:
-        return {"unit": self.unit, "budget": self.budget, "protected": self.positions[self.protected].tolist(),
-                "policies": {p: self.summary(p) for p in self.kept}, "overlap": self.overlap()}
+        return {
+            "unit": self.unit,
+            "budget": self.budget,
+            "protected": self.positions[self.protected].tolist(),
+            "policies": {p: self.summary(p) for p in self.kept},
+            "overlap": self.overlap(),
+        }
 
     def pruned_prompt(self, policy: str) -> str:
         return "".join(self.texts[i] for i in np.flatnonzero(self.kept[policy]))
 
 
-def prune(source, budget: float = 30.0, unit: str = "token", policies=POLICIES, protect_system: bool = True,
-          sinks: int = 4, params=None, kind=None, reduce_options=None) -> PruneResult:
+def prune(
+    source,
+    budget: float = 30.0,
+    unit: str = "token",
+    policies=POLICIES,
+    protect_system: bool = True,
+    sinks: int = 4,
+    params=None,
+    kind=None,
+    reduce_options=None,
+) -> PruneResult:
     """Simulate pruning ``budget`` % of the unprotected prompt units by each policy and compare them.
 
     ``params``: {policy: {rule parameter: value}} for the score policies.
@@ -125,8 +139,11 @@ def prune(source, budget: float = 30.0, unit: str = "token", policies=POLICIES, 
     red = open_reduced(source, **(reduce_options or {}))
     data, ctx = probability_matrix(red, kind)
     n_prompt = prompt_length(red)
-    roles = np.array([str(r) for r in red.prompt["message_role"][:n_prompt]], dtype=object) \
-        if "message_role" in red.prompt else np.array([""] * n_prompt, dtype=object)
+    roles = (
+        np.array([str(r) for r in red.prompt["message_role"][:n_prompt]], dtype=object)
+        if "message_role" in red.prompt
+        else np.array([""] * n_prompt, dtype=object)
+    )
     protected = np.zeros(n_prompt, dtype=bool)
     protected[:1] = True
     if protect_system:
@@ -170,8 +187,17 @@ def prune(source, budget: float = 30.0, unit: str = "token", policies=POLICIES, 
     mass = np.empty((len(names), data.shape[0]))
     mass_retained(data, ctx, masks, mass)
     positions = np.asarray(red.prompt["position"])[:n_prompt] if "position" in red.prompt else np.arange(n_prompt)
-    return PruneResult(unit, float(budget), positions, texts, protected, kept,
-                       {p: mass[k] for k, p in enumerate(names)}, pruned_units, np.asarray(red.steps))
+    return PruneResult(
+        unit,
+        float(budget),
+        positions,
+        texts,
+        protected,
+        kept,
+        {p: mass[k] for k, p in enumerate(names)},
+        pruned_units,
+        np.asarray(red.steps),
+    )
 
 
 def _finite_mean(values) -> float:

@@ -45,8 +45,9 @@ def image_beside(report_path) -> str:
     return os.path.splitext(os.fspath(report_path))[0] + ".heatmap.png"
 
 
-def report(source, path=None, *, force=False, log=True, budget=30.0, unit="sentence", groups=None, kind=None,
-           **reduce_options) -> dict:
+def report(
+    source, path=None, *, force=False, log=True, budget=30.0, unit="sentence", groups=None, kind=None, **reduce_options
+) -> dict:
     """Write the Markdown report of ``source`` to ``path`` (default ``CAPTURE.report.md`` beside the input)
     and its heatmap to :func:`image_beside` ``(path)``; return a JSON-ready summary (paths and answers).
 
@@ -77,7 +78,8 @@ def report(source, path=None, *, force=False, log=True, budget=30.0, unit="sente
     kind = value_kind(data, kind)
     probs = red if kind == "probabilities" else dataclasses.replace(red, data=to_probabilities(data, ctx))
     parts = {
-        "red": red, "kind": kind,
+        "red": red,
+        "kind": kind,
         "sentences": sentence_attention(probs, groups=groups, kind="probabilities"),
         "decay": decay_analysis(probs, groups=groups, kind="probabilities"),
         "raw_decay": decay_analysis(red, groups=groups, kind="logits") if kind == "logits" else None,
@@ -102,14 +104,28 @@ def report(source, path=None, *, force=False, log=True, budget=30.0, unit="sente
     # leaves neither a new image beside an old report nor the reverse.
     with contextlib.ExitStack() as outputs:
         if note is None:
-            heatmap(red, outputs.enter_context(atomic_path(image, force)), log=log, force=True, kind=kind,
-                    groups=parts["groups"])
+            heatmap(
+                red,
+                outputs.enter_context(atomic_path(image, force)),
+                log=log,
+                force=True,
+                kind=kind,
+                groups=parts["groups"],
+            )
         with open(outputs.enter_context(atomic_path(path, force)), "w", encoding="utf-8") as f:
             f.write(text)
-    return {"report": os.path.abspath(path), "heatmap": None if note else os.path.abspath(image),
-            "heatmap_note": note, "source": red.source, "kind": kind, "steps": int(len(red.steps)),
-            "prompt_tokens": _prompt_tokens(parts), "sentences": len(parts["sentences"].keys), "answers": answers,
-            "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "report": os.path.abspath(path),
+        "heatmap": None if note else os.path.abspath(image),
+        "heatmap_note": note,
+        "source": red.source,
+        "kind": kind,
+        "steps": int(len(red.steps)),
+        "prompt_tokens": _prompt_tokens(parts),
+        "sentences": len(parts["sentences"].keys),
+        "answers": answers,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def _prompt_tokens(parts) -> int:
@@ -147,16 +163,34 @@ def _answers(parts) -> dict:
     raw = parts["raw_decay"]
     rec = d.recommendation
     result = {
-        "bright_sentences": [{"sentence": _key(s.keys[i]), "role": s.roles[i], "text": s.texts[i],
-                              "final": _num(s.score_final[i]), "retention": _num(retention[i])} for i in bright],
+        "bright_sentences": [
+            {
+                "sentence": _key(s.keys[i]),
+                "role": s.roles[i],
+                "text": s.texts[i],
+                "final": _num(s.score_final[i]),
+                "retention": _num(retention[i]),
+            }
+            for i in bright
+        ],
         "fading_sentences": [_key(s.keys[i]) for i in fading],
         "fading_token_share": _num(d.negative_trend_share),
-        "fastest_fading": [{"sentence": _key(s.keys[i]), "text": s.texts[i], "rate": _num(rate[i]),
-                            "half_life": _num(half[i]), "r2": _num(r2[i])} for i in fastest],
+        "fastest_fading": [
+            {
+                "sentence": _key(s.keys[i]),
+                "text": s.texts[i],
+                "rate": _num(rate[i]),
+                "half_life": _num(half[i]),
+                "r2": _num(r2[i]),
+            }
+            for i in fastest
+        ],
         "fastest_fading_group": max(group_rates, key=group_rates.get) if group_rates else None,
-        "negative_logits": {"answerable": raw is not None,
-                            "raw_falling_share": _num(raw.negative_trend_share) if raw is not None else None,
-                            "softmax_fading_share": _num(d.negative_trend_share)},
+        "negative_logits": {
+            "answerable": raw is not None,
+            "raw_falling_share": _num(raw.negative_trend_share) if raw is not None else None,
+            "softmax_fading_share": _num(d.negative_trend_share),
+        },
         "recommended_decay_rate": _num(d.recommended_decay_rate),
         "median_rate": _num(rec.get("median_rate")),
         "median_half_life": _num(rec.get("median_half_life")),
@@ -246,19 +280,28 @@ def _markdown(parts, answers, image, note) -> str:
     name = os.path.basename(red.source or "") or "capture"
     step_text = f"{len(steps)} steps ({steps[0]}..{steps[-1]})" if len(steps) else "no steps"
     selection = f"layers {_ranges(red.layers)}, heads {_ranges(red.heads)}"
-    sampling = (f", every {red.every}th step" if red.every != 1 else "") + \
-        (f", steps {':'.join('' if t is None else str(t) for t in red.tokens)}" if red.tokens else "")
-    out = [f"# Attention report: {_cell(name, 200)}", "",
-           f"{step_text}; prompt of {_prompt_tokens(parts)} tokens in {len(s.keys)} sentences; values: {kind}"
-           + (" (softmaxed per row for the analyses; raw logits for the stats and question 3)" if kind == "logits"
-              else "") + f". Attention = {red.op} over {' and '.join(red.over)} ({selection}{sampling}). "
-           f"Written by halo_fast {__version__}; formulas in docs/analysis.md.", ""]
+    sampling = (f", every {red.every}th step" if red.every != 1 else "") + (
+        f", steps {':'.join('' if t is None else str(t) for t in red.tokens)}" if red.tokens else ""
+    )
+    out = [
+        f"# Attention report: {_cell(name, 200)}",
+        "",
+        f"{step_text}; prompt of {_prompt_tokens(parts)} tokens in {len(s.keys)} sentences; values: {kind}"
+        + (" (softmaxed per row for the analyses; raw logits for the stats and question 3)" if kind == "logits" else "")
+        + f". Attention = {red.op} over {' and '.join(red.over)} ({selection}{sampling}). "
+        f"Written by halo_fast {__version__}; formulas in docs/analysis.md.",
+        "",
+    ]
     out += _answer_section(parts, answers)
     out += ["## Heatmap (experiment 3)", ""]
     if image:
-        out += [f"![attention heatmap: generation step x prompt position]({quote(image)})", "",
-                "Generation step across, prompt position down; thin lines between sentences, thick lines "
-                "between turns; sentence labels (turn:sentence) on the right.", ""]
+        out += [
+            f"![attention heatmap: generation step x prompt position]({quote(image)})",
+            "",
+            "Generation step across, prompt position down; thin lines between sentences, thick lines "
+            "between turns; sentence labels (turn:sentence) on the right.",
+            "",
+        ]
     else:
         out += [note, ""]
     out += _sentence_section(parts) + _decay_section(parts) + _distance_section(parts)
@@ -270,58 +313,93 @@ def _answer_section(parts, a) -> list[str]:
     s, kind = parts["sentences"], parts["kind"]
     steps = np.asarray(s.steps)
     span = int(steps[-1] - steps[0]) if len(steps) > 1 else 0
-    bright = "; ".join(f"`{b['sentence']}` “{_cell(b['text'], 40)}” {fmt(b['final'], 3)} "
-                       f"({_pct(b['retention'])} of its peak)" for b in a["bright_sentences"][:3])
-    system = " (the system prompt aside: it is never pruned)" \
-        if any(r == "system" for r in s.roles) and any(r != "system" for r in s.roles) else ""
+    bright = "; ".join(
+        f"`{b['sentence']}` “{_cell(b['text'], 40)}” {fmt(b['final'], 3)} ({_pct(b['retention'])} of its peak)"
+        for b in a["bright_sentences"][:3]
+    )
+    system = (
+        " (the system prompt aside: it is never pruned)"
+        if any(r == "system" for r in s.roles) and any(r != "system" for r in s.roles)
+        else ""
+    )
     groups = s.groups
     group_line = ""
     if groups:
-        group_line = " Groups at the end: " + ", ".join(
-            f"{k} {fmt(g['final'], 3)} ({_pct(g['final'] / g['peak'] if g['peak'] else float('nan'))} of peak)"
-            for k, g in sorted(groups.items(), key=lambda kv: -np.nan_to_num(kv[1]["final"], nan=-np.inf))) + "."
+        group_line = (
+            " Groups at the end: "
+            + ", ".join(
+                f"{k} {fmt(g['final'], 3)} ({_pct(g['final'] / g['peak'] if g['peak'] else float('nan'))} of peak)"
+                for k, g in sorted(groups.items(), key=lambda kv: -np.nan_to_num(kv[1]["final"], nan=-np.inf))
+            )
+            + "."
+        )
     n_fading = len(a["fading_sentences"])
-    fastest = ", ".join(f"`{f['sentence']}` “{_cell(f['text'], 40)}” (half-life {fmt(f['half_life'], 3)} steps)"
-                        for f in a["fastest_fading"])
-    fade = (f"**{'Yes' if n_fading else 'No'}.** {n_fading} of {len(s.keys)} sentences lose more than half their "
-            f"attention within the {span} steps (fitted half-life shorter than that, r2 ≥ {FADING_MIN_R2})"
-            + (f"; fastest: {fastest}" if fastest else "") + f". {_pct(a['fading_token_share'])} of prompt tokens "
-            "(BOS excluded) fade at all.")
+    fastest = ", ".join(
+        f"`{f['sentence']}` “{_cell(f['text'], 40)}” (half-life {fmt(f['half_life'], 3)} steps)"
+        for f in a["fastest_fading"]
+    )
+    fade = (
+        f"**{'Yes' if n_fading else 'No'}.** {n_fading} of {len(s.keys)} sentences lose more than half their "
+        f"attention within the {span} steps (fitted half-life shorter than that, r2 ≥ {FADING_MIN_R2})"
+        + (f"; fastest: {fastest}" if fastest else "")
+        + f". {_pct(a['fading_token_share'])} of prompt tokens "
+        "(BOS excluded) fade at all."
+    )
     group = a["fastest_fading_group"]
     if group:
         g = parts["decay"].groups[group]
-        fade += (f" Of the groups, **{group}** fades fastest (rate {fmt(g['rate'], 3)}/step, half-life "
-                 f"{fmt(g['half_life'], 3)} steps).")
+        fade += (
+            f" Of the groups, **{group}** fades fastest (rate {fmt(g['rate'], 3)}/step, half-life "
+            f"{fmt(g['half_life'], 3)} steps)."
+        )
     neg = a["negative_logits"]
     if neg["answerable"]:
         share = neg["raw_falling_share"]
-        verdict = "Mostly" if share is not None and share >= 2 / 3 else \
-            "Partly" if share is not None and share >= 1 / 3 else "No"
-        logits = (f"**{verdict}.** The raw logit of {_pct(share)} of prompt tokens falls over the steps (linear "
-                  f"trend, BOS excluded); after the softmax {_pct(neg['softmax_fading_share'])} fade.")
+        verdict = (
+            "Mostly"
+            if share is not None and share >= 2 / 3
+            else "Partly"
+            if share is not None and share >= 1 / 3
+            else "No"
+        )
+        logits = (
+            f"**{verdict}.** The raw logit of {_pct(share)} of prompt tokens falls over the steps (linear "
+            f"trend, BOS excluded); after the softmax {_pct(neg['softmax_fading_share'])} fade."
+        )
     else:
-        logits = (f"**Not from this capture:** it holds {kind} (after the softmax), not logits; capture raw logits "
-                  f"to answer. The attention itself fades for {_pct(neg['softmax_fading_share'])} of prompt tokens.")
+        logits = (
+            f"**Not from this capture:** it holds {kind} (after the softmax), not logits; capture raw logits "
+            f"to answer. The attention itself fades for {_pct(neg['softmax_fading_share'])} of prompt tokens."
+        )
     rec = parts["decay"].recommendation
     rate = a["recommended_decay_rate"]
-    decay = (f"**decay_rate ≈ {fmt(rate, 3)}** per step (additive, Halo Weave's cumulative score): median fitted "
-             f"rate {fmt(rec.get('median_rate'), 3)}/step (half-life {fmt(rec.get('median_half_life'), 3)} steps, "
-             f"×{fmt(rec.get('per_step_factor'), 5)} per step) × median mean attention "
-             f"{fmt(rec.get('median_mean_attention'), 3)}. `python -m halo_fast sweep` tests alternatives."
-             if rate is not None else "**No estimate**: no prompt token could be fitted.")
+    decay = (
+        f"**decay_rate ≈ {fmt(rate, 3)}** per step (additive, Halo Weave's cumulative score): median fitted "
+        f"rate {fmt(rec.get('median_rate'), 3)}/step (half-life {fmt(rec.get('median_half_life'), 3)} steps, "
+        f"×{fmt(rec.get('per_step_factor'), 5)} per step) × median mean attention "
+        f"{fmt(rec.get('median_mean_attention'), 3)}. `python -m halo_fast sweep` tests alternatives."
+        if rate is not None
+        else "**No estimate**: no prompt token could be fitted."
+    )
     dist = parts["distance"]
     needed = a["distance_weighting_needed"]
-    distance = (f"**{'Yes' if needed else 'No'}.** The last {dist.local_window} tokens get "
-                f"{_pct(a['local_share'])} of each step's attention, ×{fmt(a['local_ratio'], 3)} the "
-                f"{_pct(a['uniform_local_share'])} a uniform spread would give them (weighting is called for above "
-                f"×{LOCAL_RATIO_NEEDED:g}).")
-    return ["## Answers", "",
-            f"1. **Which prompt sentences stay bright?** Brightest in the last quarter of the steps{system}: {bright}."
-            + group_line,
-            f"2. **Does irrelevant context fade naturally?** {fade}",
-            f"3. **Do negative logits act as natural decay?** {logits}",
-            f"4. **What is the optimal decay rate?** {decay}",
-            f"5. **Is distance weighting needed?** {distance}", ""]
+    distance = (
+        f"**{'Yes' if needed else 'No'}.** The last {dist.local_window} tokens get "
+        f"{_pct(a['local_share'])} of each step's attention, ×{fmt(a['local_ratio'], 3)} the "
+        f"{_pct(a['uniform_local_share'])} a uniform spread would give them (weighting is called for above "
+        f"×{LOCAL_RATIO_NEEDED:g})."
+    )
+    return [
+        "## Answers",
+        "",
+        f"1. **Which prompt sentences stay bright?** Brightest in the last quarter of the steps{system}: {bright}."
+        + group_line,
+        f"2. **Does irrelevant context fade naturally?** {fade}",
+        f"3. **Do negative logits act as natural decay?** {logits}",
+        f"4. **What is the optimal decay rate?** {decay}",
+        f"5. **Is distance weighting needed?** {distance}",
+        "",
+    ]
 
 
 def _limit(rows: list[dict], columns: list[str]) -> list[dict]:
@@ -337,63 +415,118 @@ def _sentence_section(parts) -> list[str]:
     rows = []
     for rank, i in enumerate(s.ranking, start=1):
         peak = s.score_peak[i]
-        rows.append({"rank": rank, "sentence": _key(s.keys[i]), "role": _cell(s.roles[i]),
-                     "group": member.get(tuple(s.keys[i]), ""), "tokens": int(s.n_tokens[i]), "mean": s.score_mean[i],
-                     "peak": peak, "final": s.score_final[i],
-                     "kept": _pct(s.score_final[i] / peak if peak else float("nan")), "text": _cell(s.texts[i])})
-    columns = ["rank", "sentence", "role"] + (["group"] if member else []) + \
-        ["tokens", "mean", "peak", "final", "kept", "text"]
-    out = ["## 1. Sentences", "",
-           "Attention summed over each sentence's tokens per step: mean over the steps, peak, mean over the last "
-           "quarter (`final`) and `kept` = final / peak; brightest (by mean) first.", "",
-           _table(_limit(rows, columns), columns), ""]
+        rows.append(
+            {
+                "rank": rank,
+                "sentence": _key(s.keys[i]),
+                "role": _cell(s.roles[i]),
+                "group": member.get(tuple(s.keys[i]), ""),
+                "tokens": int(s.n_tokens[i]),
+                "mean": s.score_mean[i],
+                "peak": peak,
+                "final": s.score_final[i],
+                "kept": _pct(s.score_final[i] / peak if peak else float("nan")),
+                "text": _cell(s.texts[i]),
+            }
+        )
+    columns = (
+        ["rank", "sentence", "role"]
+        + (["group"] if member else [])
+        + ["tokens", "mean", "peak", "final", "kept", "text"]
+    )
+    out = [
+        "## 1. Sentences",
+        "",
+        "Attention summed over each sentence's tokens per step: mean over the steps, peak, mean over the last "
+        "quarter (`final`) and `kept` = final / peak; brightest (by mean) first.",
+        "",
+        _table(_limit(rows, columns), columns),
+        "",
+    ]
     if s.groups:
-        grows = [{"group": k, "sentences": " ".join(_key(m) for m in g["sentences"]), "mean": g["mean"],
-                  "peak": g["peak"], "final": g["final"]} for k, g in s.groups.items()]
+        grows = [
+            {
+                "group": k,
+                "sentences": " ".join(_key(m) for m in g["sentences"]),
+                "mean": g["mean"],
+                "peak": g["peak"],
+                "final": g["final"],
+            }
+            for k, g in s.groups.items()
+        ]
         out += ["Groups (summed attention):", "", _table(grows, ["group", "sentences", "mean", "peak", "final"]), ""]
     return out
 
 
 def _decay_section(parts) -> list[str]:
     d, s, member = parts["decay"], parts["sentences"], _group_of(parts)
-    out = ["## 2-4. Decay", "",
-           "Fits of `a·exp(−rate·step)` (weighted log-linear least squares); positive rate = fading; "
-           "r2 in log space.", ""]
+    out = [
+        "## 2-4. Decay",
+        "",
+        "Fits of `a·exp(−rate·step)` (weighted log-linear least squares); positive rate = fading; r2 in log space.",
+        "",
+    ]
     if d.groups:
         rows = [dict(g, group=k) for k, g in d.groups.items()]
-        columns = ["group", "rate", "half_life", "r2", "sentence_rate_median"] + \
-            (["planted_rate", "relative_error"] if any("planted_rate" in r for r in rows) else [])
+        columns = ["group", "rate", "half_life", "r2", "sentence_rate_median"] + (
+            ["planted_rate", "relative_error"] if any("planted_rate" in r for r in rows) else []
+        )
         out += [_table(rows, columns), ""]
-    out += [_table([dict(r, role=_cell(k)) for k, r in d.by_role.items()],
-                   ["role", "tokens", "rate_median", "fading_share"]), ""]
+    out += [
+        _table(
+            [dict(r, role=_cell(k)) for k, r in d.by_role.items()], ["role", "tokens", "rate_median", "fading_share"]
+        ),
+        "",
+    ]
     order = np.argsort(-np.nan_to_num(d.sentences.rate, nan=-np.inf), kind="stable")[:10]
-    rows = [{"sentence": _key(d.sentence_keys[i]), "group": member.get(tuple(d.sentence_keys[i]), ""),
-             "rate": d.sentences.rate[i], "half_life": d.sentences.half_life[i], "r2": d.sentences.r2[i],
-             "text": _cell(s.texts[i])} for i in order]
+    rows = [
+        {
+            "sentence": _key(d.sentence_keys[i]),
+            "group": member.get(tuple(d.sentence_keys[i]), ""),
+            "rate": d.sentences.rate[i],
+            "half_life": d.sentences.half_life[i],
+            "r2": d.sentences.r2[i],
+            "text": _cell(s.texts[i]),
+        }
+        for i in order
+    ]
     columns = ["sentence"] + (["group"] if member else []) + ["rate", "half_life", "r2", "text"]
     out += ["Fastest-fading sentences:", "", _table(rows, columns), ""]
     raw = parts["raw_decay"]
     if raw is not None:
-        out += [f"Raw logits: the linear trend falls for {_pct(raw.negative_trend_share)} of prompt tokens (BOS "
-                "excluded); by role, median slope in logit units per step:", "",
-                _table([dict(r, role=_cell(k)) for k, r in raw.by_role.items()],
-                       ["role", "tokens", "rate_median", "fading_share"]), ""]
+        out += [
+            f"Raw logits: the linear trend falls for {_pct(raw.negative_trend_share)} of prompt tokens (BOS "
+            "excluded); by role, median slope in logit units per step:",
+            "",
+            _table(
+                [dict(r, role=_cell(k)) for k, r in raw.by_role.items()],
+                ["role", "tokens", "rate_median", "fading_share"],
+            ),
+            "",
+        ]
     rec = d.recommendation
-    out += [f"Recommended decay_rate {fmt(d.recommended_decay_rate, 4)}: {rec.get('derivation', '')} "
-            f"({rec.get('tokens_fitted', 0)} tokens fitted).", ""]
+    out += [
+        f"Recommended decay_rate {fmt(d.recommended_decay_rate, 4)}: {rec.get('derivation', '')} "
+        f"({rec.get('tokens_fitted', 0)} tokens fitted).",
+        "",
+    ]
     return out
 
 
 def _distance_section(parts) -> list[str]:
     dist = parts["distance"]
-    marks = [d for d in (1, 2, 3, 5, 10, 15, 20, 21, 30, 50, 100, 200, 500, 1000, 2000, 5000)
-             if d <= len(dist.profile)]
+    marks = [d for d in (1, 2, 3, 5, 10, 15, 20, 21, 30, 50, 100, 200, 500, 1000, 2000, 5000) if d <= len(dist.profile)]
     rows = [{"distance": d, "mean attention": dist.profile[d - 1], "steps": int(dist.counts[d - 1])} for d in marks]
-    return ["## 5. Distance from the generation head", "",
-            f"Local share (last {dist.local_window} tokens) {fmt(dist.local_share)}, uniform spread "
-            f"{fmt(dist.uniform_local_share)} (×{fmt(dist.local_ratio, 3)}); prompt share {fmt(dist.prompt_share)}. "
-            "Mean attention at distance d (1 = the newest context token):", "",
-            _table(rows, ["distance", "mean attention", "steps"]), ""]
+    return [
+        "## 5. Distance from the generation head",
+        "",
+        f"Local share (last {dist.local_window} tokens) {fmt(dist.local_share)}, uniform spread "
+        f"{fmt(dist.uniform_local_share)} (×{fmt(dist.local_ratio, 3)}); prompt share {fmt(dist.prompt_share)}. "
+        "Mean attention at distance d (1 = the newest context token):",
+        "",
+        _table(rows, ["distance", "mean attention", "steps"]),
+        "",
+    ]
 
 
 def _prune_section(parts, answers) -> list[str]:
@@ -411,19 +544,35 @@ def _prune_section(parts, answers) -> list[str]:
     for policy in p.kept:
         summary = p.summary(policy)
         units = summary["pruned_units"]
-        rows.append({"policy": policy, "kept": int(p.kept[policy].sum()), "pruned": len(summary["pruned"]),
-                     "mass_mean": summary["mass_retained_mean"], "mass_min": summary["mass_retained_min"],
-                     "groups": ", ".join(f"{g} {n}/{len(parts['groups'][g])}"
-                                         for g, n in info[policy]["pruned_groups"].items()),
-                     "pruned_units": _cell(" ".join(unit(u) for u in units[:12]) + (" …" if len(units) > 12 else ""),
-                                           200)})
-    columns = ["policy", "kept", "pruned", "mass_mean", "mass_min"] + (["groups"] if parts["groups"] else []) + \
-        ["pruned_units"]
-    return ["## Pruning simulation (experiment 2)", "",
-            f"{p.budget:g}% of the unprotected {p.unit}s pruned by each policy (BOS and system tokens protected); "
-            "`kept` / `pruned` in tokens; mass = share of each step's prompt attention on kept tokens"
-            + ("; `groups` = sentences of each group pruned" if parts["groups"] else "") + ".", "",
-            _table(rows, columns), ""]
+        rows.append(
+            {
+                "policy": policy,
+                "kept": int(p.kept[policy].sum()),
+                "pruned": len(summary["pruned"]),
+                "mass_mean": summary["mass_retained_mean"],
+                "mass_min": summary["mass_retained_min"],
+                "groups": ", ".join(
+                    f"{g} {n}/{len(parts['groups'][g])}" for g, n in info[policy]["pruned_groups"].items()
+                ),
+                "pruned_units": _cell(" ".join(unit(u) for u in units[:12]) + (" …" if len(units) > 12 else ""), 200),
+            }
+        )
+    columns = (
+        ["policy", "kept", "pruned", "mass_mean", "mass_min"]
+        + (["groups"] if parts["groups"] else [])
+        + ["pruned_units"]
+    )
+    return [
+        "## Pruning simulation (experiment 2)",
+        "",
+        f"{p.budget:g}% of the unprotected {p.unit}s pruned by each policy (BOS and system tokens protected); "
+        "`kept` / `pruned` in tokens; mass = share of each step's prompt attention on kept tokens"
+        + ("; `groups` = sentences of each group pruned" if parts["groups"] else "")
+        + ".",
+        "",
+        _table(rows, columns),
+        "",
+    ]
 
 
 def _stats_section(parts) -> list[str]:
@@ -432,9 +581,14 @@ def _stats_section(parts) -> list[str]:
     pick = np.unique(np.linspace(0, n - 1, min(n, 7)).round().astype(int)) if n else np.zeros(0, int)
     rows = [st.rows()[i] for i in pick] if n else []
     sums = st.sum[st.valid > 0]
-    return ["## Stats", "",
-            f"Values: {st.kind}; rows sum to 1: {'yes' if st.rows_sum_to_one else 'no'} (row sums "
-            f"{fmt(float(sums.min()) if len(sums) else None)}..{fmt(float(sums.max()) if len(sums) else None)}); "
-            f"NaN inside contexts: {int(st.nan_inside.sum())}; values beyond contexts: {int(st.values_beyond.sum())}. "
-            "Sampled steps:", "",
-            _table(rows, ["step", "context_length", "min", "max", "mean", "sum", "nan"]), ""]
+    return [
+        "## Stats",
+        "",
+        f"Values: {st.kind}; rows sum to 1: {'yes' if st.rows_sum_to_one else 'no'} (row sums "
+        f"{fmt(float(sums.min()) if len(sums) else None)}..{fmt(float(sums.max()) if len(sums) else None)}); "
+        f"NaN inside contexts: {int(st.nan_inside.sum())}; values beyond contexts: {int(st.values_beyond.sum())}. "
+        "Sampled steps:",
+        "",
+        _table(rows, ["step", "context_length", "min", "max", "mean", "sum", "nan"]),
+        "",
+    ]

@@ -32,8 +32,14 @@ RULES = ("magnitude", "voting", "cumulative")
 DEFAULTS = {
     "magnitude": {"start": 10000.0, "cap": 10000.0, "exclude_bos": True},
     "voting": {"min_distance": 50},
-    "cumulative": {"decay_rate": 0.003, "distance": "logarithmic", "min_distance": 20.0, "scale": 10.0,
-                   "boost": 1.0, "floor": True},
+    "cumulative": {
+        "decay_rate": 0.003,
+        "distance": "logarithmic",
+        "min_distance": 20.0,
+        "scale": 10.0,
+        "boost": 1.0,
+        "floor": True,
+    },
 }
 
 
@@ -89,17 +95,37 @@ def score_matrix(data, ctx, rule: str, n_pos: int | None = None, trajectory: boo
     final, peak = np.empty(n), np.empty(n)
     traj = np.full((data.shape[0], n), np.nan) if trajectory else np.empty((0, 0))
     if rule == "magnitude":
-        kernels.magnitude_scores(data, ctx, magnitude_thresholds(data, ctx), float(p["start"]), float(p["cap"]),
-                                 bool(p["exclude_bos"]), traj, final, peak)
+        kernels.magnitude_scores(
+            data,
+            ctx,
+            magnitude_thresholds(data, ctx),
+            float(p["start"]),
+            float(p["cap"]),
+            bool(p["exclude_bos"]),
+            traj,
+            final,
+            peak,
+        )
     elif rule == "voting":
         kernels.rolling_votes(data, ctx, row_means(data, ctx), int(p["min_distance"]), traj, final, peak)
     else:
         if p["distance"] not in kernels.DISTANCE_MODES:
-            raise ValueError(f"unknown distance weighting {p['distance']!r}; choose from "
-                             f"{', '.join(kernels.DISTANCE_MODES)}")
-        kernels.cumulative_scores(data, ctx, float(p["decay_rate"]), float(p["boost"]),
-                                  kernels.DISTANCE_MODES[p["distance"]], float(p["min_distance"]), float(p["scale"]),
-                                  bool(p["floor"]), traj, final, peak)
+            raise ValueError(
+                f"unknown distance weighting {p['distance']!r}; choose from {', '.join(kernels.DISTANCE_MODES)}"
+            )
+        kernels.cumulative_scores(
+            data,
+            ctx,
+            float(p["decay_rate"]),
+            float(p["boost"]),
+            kernels.DISTANCE_MODES[p["distance"]],
+            float(p["min_distance"]),
+            float(p["scale"]),
+            bool(p["floor"]),
+            traj,
+            final,
+            peak,
+        )
     return final, peak, (traj if trajectory else None), p
 
 
@@ -111,13 +137,15 @@ def probability_matrix(red, kind=None):
     return data, ctx
 
 
-def score(source, rule: str, *, prompt_only=False, trajectory=False, kind=None, reduce_options=None,
-          **params) -> Scores:
+def score(
+    source, rule: str, *, prompt_only=False, trajectory=False, kind=None, reduce_options=None, **params
+) -> Scores:
     """Replay ``rule`` (magnitude, voting, cumulative) over the capture; parameters as in :data:`DEFAULTS`."""
     red = open_reduced(source, **(reduce_options or {}))
     data, ctx = probability_matrix(red, kind)
-    final, peak, traj, used = score_matrix(data, ctx, rule, prompt_length(red) if prompt_only else None, trajectory,
-                                           **params)
+    final, peak, traj, used = score_matrix(
+        data, ctx, rule, prompt_length(red) if prompt_only else None, trajectory, **params
+    )
     return Scores(rule, used, final, peak, traj, np.asarray(red.steps))
 
 

@@ -35,9 +35,16 @@ class SentenceAttention:
 
     def rows(self) -> list[dict]:
         return [
-            {"turn_id": self.keys[s][0], "sentence_id": self.keys[s][1], "role": self.roles[s], "text": self.texts[s],
-             "n_tokens": int(self.n_tokens[s]), "mean": _num(self.score_mean[s]), "peak": _num(self.score_peak[s]),
-             "final": _num(self.score_final[s])}
+            {
+                "turn_id": self.keys[s][0],
+                "sentence_id": self.keys[s][1],
+                "role": self.roles[s],
+                "text": self.texts[s],
+                "n_tokens": int(self.n_tokens[s]),
+                "mean": _num(self.score_mean[s]),
+                "peak": _num(self.score_peak[s]),
+                "final": _num(self.score_final[s]),
+            }
             for s in self.ranking
         ]
 
@@ -46,9 +53,16 @@ class SentenceAttention:
             "kind": self.kind,
             "steps": self.steps.tolist(),
             "sentences": self.rows(),
-            "groups": {name: {"sentences": [list(k) for k in g["sentences"]], "mean": _num(g["mean"]),
-                              "peak": _num(g["peak"]), "final": _num(g["final"]), "per_step": [_num(v) for v in g["sum"]]}
-                       for name, g in self.groups.items()},
+            "groups": {
+                name: {
+                    "sentences": [list(k) for k in g["sentences"]],
+                    "mean": _num(g["mean"]),
+                    "peak": _num(g["peak"]),
+                    "final": _num(g["final"]),
+                    "per_step": [_num(v) for v in g["sum"]],
+                }
+                for name, g in self.groups.items()
+            },
         }
 
 
@@ -64,7 +78,7 @@ def final_quarter(values: np.ndarray) -> np.ndarray:
         return np.full(values.shape[1:], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values[n - max(1, n // 4):], axis=0)
+        return np.nanmean(values[n - max(1, n // 4) :], axis=0)
 
 
 def summarize(per_step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,8 +118,21 @@ def sentence_attention(source, groups=None, kind=None, **reduce_options) -> Sent
     total, mean, peak = sentence_matrices(data, ctx, sent.labels, len(sent))
     s_mean, s_peak, s_final = summarize(total)
     order = np.lexsort((-np.nan_to_num(s_peak, nan=-np.inf), -np.nan_to_num(s_mean, nan=-np.inf)))
-    result = SentenceAttention(np.asarray(red.steps), sent.keys, sent.roles, sent.texts, sent.n_tokens, total, mean,
-                               peak, value_kind(data, kind), s_mean, s_peak, s_final, order)
+    result = SentenceAttention(
+        np.asarray(red.steps),
+        sent.keys,
+        sent.roles,
+        sent.texts,
+        sent.n_tokens,
+        total,
+        mean,
+        peak,
+        value_kind(data, kind),
+        s_mean,
+        s_peak,
+        s_final,
+        order,
+    )
     if groups is None:
         groups = planted_groups(red.metadata)
     for name, members in groups.items():
@@ -113,10 +140,17 @@ def sentence_attention(source, groups=None, kind=None, **reduce_options) -> Sent
             idx = [sent.index(m) for m in members]
         except ValueError:
             missing = [m for m in members if tuple(m) not in sent.keys]
-            raise ValueError(f"group {name!r}: no sentence {missing[0][0]}:{missing[0][1]} (turn:sentence) "
-                             "in the prompt") from None
+            raise ValueError(
+                f"group {name!r}: no sentence {missing[0][0]}:{missing[0][1]} (turn:sentence) in the prompt"
+            ) from None
         curve = np.nansum(total[:, idx], axis=1) if len(total) else np.zeros(0)
         g_mean, g_peak, g_final = summarize(curve[:, None])
-        result.groups[name] = {"sentences": list(members), "index": idx, "sum": curve, "mean": g_mean[0],
-                               "peak": g_peak[0], "final": g_final[0]}
+        result.groups[name] = {
+            "sentences": list(members),
+            "index": idx,
+            "sum": curve,
+            "mean": g_mean[0],
+            "peak": g_peak[0],
+            "final": g_final[0],
+        }
     return result

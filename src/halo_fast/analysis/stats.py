@@ -31,14 +31,27 @@ class StepStats:
         return bool(ok.any() and np.all(np.abs(self.sum[ok] - 1.0) <= ROW_SUM_TOLERANCE))
 
     def rows(self) -> list[dict]:
-        return [{"step": int(self.steps[t]), "context_length": int(self.context_lengths[t]), "min": _num(self.min[t]),
-                 "max": _num(self.max[t]), "mean": _num(self.mean[t]), "sum": _num(self.sum[t]),
-                 "nan": int(self.nan_inside[t]), "values_beyond_context": int(self.values_beyond[t])}
-                for t in range(len(self.steps))]
+        return [
+            {
+                "step": int(self.steps[t]),
+                "context_length": int(self.context_lengths[t]),
+                "min": _num(self.min[t]),
+                "max": _num(self.max[t]),
+                "mean": _num(self.mean[t]),
+                "sum": _num(self.sum[t]),
+                "nan": int(self.nan_inside[t]),
+                "values_beyond_context": int(self.values_beyond[t]),
+            }
+            for t in range(len(self.steps))
+        ]
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "rows_sum_to_one": self.rows_sum_to_one,
-                "nan_total": int(self.nan_inside.sum()), "steps": self.rows()}
+        return {
+            "kind": self.kind,
+            "rows_sum_to_one": self.rows_sum_to_one,
+            "nan_total": int(self.nan_inside.sum()),
+            "steps": self.rows(),
+        }
 
 
 def _num(x):
@@ -58,5 +71,4 @@ def step_stats(source, kind=None, **reduce_options) -> StepStats:
     row_summary(data, ctx, lo, hi, total, valid, nan_inside, beyond)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(valid > 0, total / np.maximum(valid, 1), np.nan)
-    return StepStats(np.asarray(red.steps), ctx, lo, hi, mean, total, valid, nan_inside, beyond,
-                     value_kind(data, kind))
+    return StepStats(np.asarray(red.steps), ctx, lo, hi, mean, total, valid, nan_inside, beyond, value_kind(data, kind))

@@ -19,8 +19,13 @@ from . import open_reduced, prompt_length
 from .prune import choose_pruned, token_scores
 from .scoring import probability_matrix
 
-GRID_DEFAULTS = {"decay_rate": [0.003], "boost": [1.0], "distance": ["logarithmic"], "min_distance": [20.0],
-                 "scale": [10.0]}
+GRID_DEFAULTS = {
+    "decay_rate": [0.003],
+    "boost": [1.0],
+    "distance": ["logarithmic"],
+    "min_distance": [20.0],
+    "scale": [10.0],
+}
 
 
 def parse_values(spec: str, cast=float) -> list:
@@ -52,10 +57,17 @@ class SweepResult:
         return np.lexsort((-np.nan_to_num(self.mass_min, nan=-1), -np.nan_to_num(self.mass_mean, nan=-1)))
 
     def to_json(self) -> dict:
-        rows = [dict(self.grid[g], mass_retained_mean=_num(self.mass_mean[g]), mass_retained_min=_num(self.mass_min[g]))
-                for g in self.order()]
-        return {"budget": self.budget, "points": len(self.grid), "seconds": self.seconds, "results": rows,
-                "best": rows[0] if rows else None}
+        rows = [
+            dict(self.grid[g], mass_retained_mean=_num(self.mass_mean[g]), mass_retained_min=_num(self.mass_min[g]))
+            for g in self.order()
+        ]
+        return {
+            "budget": self.budget,
+            "points": len(self.grid),
+            "seconds": self.seconds,
+            "results": rows,
+            "best": rows[0] if rows else None,
+        }
 
 
 def _num(x):
@@ -76,19 +88,28 @@ def sweep(source, budget=30.0, protect_system=True, kind=None, reduce_options=No
     for mode in axes["distance"]:
         if mode not in DISTANCE_MODES:
             raise ValueError(f"unknown distance weighting {mode!r}; choose from {', '.join(DISTANCE_MODES)}")
-    points = [{k: (v if isinstance(v, str) else float(v)) for k, v in zip(axes, combo)}
-              for combo in itertools.product(*axes.values())]
+    points = [
+        {k: (v if isinstance(v, str) else float(v)) for k, v in zip(axes, combo)}
+        for combo in itertools.product(*axes.values())
+    ]
     red = open_reduced(source, **(reduce_options or {}))
     data, ctx = probability_matrix(red, kind)
     started = time.perf_counter()
     n_prompt = prompt_length(red)
     g = len(points)
     final, peak = np.empty((g, n_prompt)), np.empty((g, n_prompt))
-    sweep_cumulative(data, ctx, np.array([p["decay_rate"] for p in points], dtype=np.float64),
-                     np.array([p["boost"] for p in points], dtype=np.float64),
-                     np.array([DISTANCE_MODES[p["distance"]] for p in points], dtype=np.int64),
-                     np.array([p["min_distance"] for p in points], dtype=np.float64),
-                     np.array([p["scale"] for p in points], dtype=np.float64), True, final, peak)
+    sweep_cumulative(
+        data,
+        ctx,
+        np.array([p["decay_rate"] for p in points], dtype=np.float64),
+        np.array([p["boost"] for p in points], dtype=np.float64),
+        np.array([DISTANCE_MODES[p["distance"]] for p in points], dtype=np.int64),
+        np.array([p["min_distance"] for p in points], dtype=np.float64),
+        np.array([p["scale"] for p in points], dtype=np.float64),
+        True,
+        final,
+        peak,
+    )
     protected = np.zeros(n_prompt, dtype=bool)
     protected[:1] = True
     if protect_system and "message_role" in red.prompt:

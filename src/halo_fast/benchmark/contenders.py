@@ -36,8 +36,13 @@ TASKS = ("load", "reduce")
 #: orjson/msgspec hold the bytes and the same Python objects; pysimdjson a padded copy of the
 #: text and a 16 B tape entry per number. halo_fast maps the file, releases it window by
 #: window and keeps only its float32 output (~0.19 B per byte), on top of numba's ~150 MB.
-MEMORY_MODEL = {"halo_fast": (170, 0.25), "json": (30, 6.0), "orjson": (30, 4.7), "msgspec": (30, 3.0),
-                "simdjson": (30, 2.4)}
+MEMORY_MODEL = {
+    "halo_fast": (170, 0.25),
+    "json": (30, 6.0),
+    "orjson": (30, 4.7),
+    "msgspec": (30, 3.0),
+    "simdjson": (30, 2.4),
+}
 
 #: pysimdjson refuses documents of 4 GiB or more (simdjson's 32-bit offsets).
 SIMDJSON_LIMIT = (1 << 32) - 1
@@ -198,8 +203,16 @@ CONTENDERS = {
 #: halo_fast itself is ``CONTENDERS["halo_fast"]`` there too: load/reduce take any format's path.
 FORMAT_CONTENDERS = {"fromfile": fromfile_floor, "h5py": h5py_rows, "h5py_values": h5py_values}
 #: the module each contender needs (a missing one is reported as skipped, not as a failure)
-REQUIRES = {"halo_fast": "halo_fast", "json": "json", "orjson": "orjson", "msgspec": "msgspec", "simdjson": "simdjson",
-            "fromfile": "numpy", "h5py": "h5py", "h5py_values": "h5py"}
+REQUIRES = {
+    "halo_fast": "halo_fast",
+    "json": "json",
+    "orjson": "orjson",
+    "msgspec": "msgspec",
+    "simdjson": "simdjson",
+    "fromfile": "numpy",
+    "h5py": "h5py",
+    "h5py_values": "h5py",
+}
 #: imported before the in-process timer starts, so "in-process s" is the work (process time has both)
 PRELOAD = {
     "halo_fast": ("numpy", "numba", "halo_fast.formats.json_single", "halo_fast.reduction"),

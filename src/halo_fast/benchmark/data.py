@@ -15,8 +15,19 @@ import time
 #: The shape every benchmark capture has (a 7B model's 28 layers x 28 heads, a 200-token prompt).
 SHAPE = {"layers": 28, "heads": 28, "prompt": 200}
 
-_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
-          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1e3,
+    "KB": 1e3,
+    "M": 1e6,
+    "MB": 1e6,
+    "G": 1e9,
+    "GB": 1e9,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+}
 
 
 def parse_size(text: str) -> int:
@@ -226,8 +237,19 @@ def _write_h5(cap: dict, target: str) -> dict:
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "halo_fast", "convert", cap["path"], "-o", target, "--compression", "none",
-            "--force", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "halo_fast",
+        "convert",
+        cap["path"],
+        "-o",
+        target,
+        "--compression",
+        "none",
+        "--force",
+        "--json",
+    ]
     run = subprocess.run(argv, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {run.stderr.strip()[-300:]}")

@@ -61,20 +61,35 @@ def _contender_rows(rows: list) -> list:
             out.append([r["contender"], r["status"], "", "", "", "", "", "", r.get("note", "")])
             continue
         ratio = r.get("ratio")
-        out.append([r["contender"], _s(r["median_s"]), _s(r["min_s"]), _n(r.get("mb_per_s")), _n(r["peak_rss_mb"]),
-                    "" if ratio is None else f"{ratio:.2f}x", _s(r.get("import_s")), _s(r.get("inner_s")),
-                    r.get("check", "")])
+        out.append(
+            [
+                r["contender"],
+                _s(r["median_s"]),
+                _s(r["min_s"]),
+                _n(r.get("mb_per_s")),
+                _n(r["peak_rss_mb"]),
+                "" if ratio is None else f"{ratio:.2f}x",
+                _s(r.get("import_s")),
+                _s(r.get("inner_s")),
+                r.get("check", ""),
+            ]
+        )
     return out
 
 
 def sections(result: dict) -> list:
     """[(title, headers, rows)] for every part of the result that was run."""
     cap = result["capture"]
-    what = (f"{cap['bytes'] / 1e6:.1f} MB, {cap['tokens']} tokens ({cap['with_attention']} with attention), "
-            f"28x28, context {cap['context'][0]}..{cap['context'][1]}")
+    what = (
+        f"{cap['bytes'] / 1e6:.1f} MB, {cap['tokens']} tokens ({cap['with_attention']} with attention), "
+        f"28x28, context {cap['context'][0]}..{cap['context'][1]}"
+    )
     headers = ["contender", "median s", "min s", "MB/s", "peak RSS MB", "vs halo_fast", "imports s", "work s", "check"]
-    titles = {"load": "load: decode every value to float32", "reduce": "reduce: mean over layers and heads per token",
-              "read": "read: the floor (vs halo_fast load)"}
+    titles = {
+        "load": "load: decode every value to float32",
+        "reduce": "reduce: mean over layers and heads per token",
+        "read": "read: the floor (vs halo_fast load)",
+    }
     out = [(f"{titles[task]} ({what})", headers, _contender_rows(rows)) for task, rows in result["tasks"].items()]
     if result.get("scaling"):
         rows = []
@@ -83,11 +98,29 @@ def sections(result: dict) -> list:
             for task in ("load", "reduce"):
                 m = r.get(task, {})
                 ok = m.get("status") == "ok"
-                row += [_s(m["median_s"]), f"{m['s_per_gb']:.2f}", _n(m["peak_rss_mb"])] if ok else [m.get("status", ""), "", ""]
+                row += (
+                    [_s(m["median_s"]), f"{m['s_per_gb']:.2f}", _n(m["peak_rss_mb"])]
+                    if ok
+                    else [m.get("status", ""), "", ""]
+                )
             rows.append(row)
-        out.append(("scaling: halo_fast by file size",
-                    ["size", "MB", "tokens", "load s", "load s/GB", "load RSS MB", "reduce s", "reduce s/GB",
-                     "reduce RSS MB"], rows))
+        out.append(
+            (
+                "scaling: halo_fast by file size",
+                [
+                    "size",
+                    "MB",
+                    "tokens",
+                    "load s",
+                    "load s/GB",
+                    "load RSS MB",
+                    "reduce s",
+                    "reduce s/GB",
+                    "reduce RSS MB",
+                ],
+                rows,
+            )
+        )
     if result.get("threads"):
         counts = [k for k in result["threads"][0] if k != "task"]
         rows = []
@@ -96,18 +129,39 @@ def sections(result: dict) -> list:
             first, last = r[counts[0]].get("median_s"), r[counts[-1]].get("median_s")
             row.append(f"{first / last:.2f}x" if first and last else "")
             rows.append(row)
-        out.append(("threads: halo_fast with NUMBA_NUM_THREADS (median s, whole process)",
-                    ["task"] + [f"{k} thread{'s' * (k != '1')}" for k in counts] + ["speedup"], rows))
+        out.append(
+            (
+                "threads: halo_fast with NUMBA_NUM_THREADS (median s, whole process)",
+                ["task"] + [f"{k} thread{'s' * (k != '1')}" for k in counts] + ["speedup"],
+                rows,
+            )
+        )
     cold = result.get("cold_start")
     if cold:
         if cold["status"] == "ok":
-            rows = [["empty numba cache (first run)", _s(cold["cold_s"]), _s(cold["cold_inner_s"]), _n(cold["cold_rss_mb"])],
-                    ["warm cache (median of later runs)", _s(cold["warm_median_s"]), _s(cold["warm_inner_s"]),
-                     _n(cold["warm_rss_mb"])]]
+            rows = [
+                [
+                    "empty numba cache (first run)",
+                    _s(cold["cold_s"]),
+                    _s(cold["cold_inner_s"]),
+                    _n(cold["cold_rss_mb"]),
+                ],
+                [
+                    "warm cache (median of later runs)",
+                    _s(cold["warm_median_s"]),
+                    _s(cold["warm_inner_s"]),
+                    _n(cold["warm_rss_mb"]),
+                ],
+            ]
         else:
             rows = [["failed", "", "", cold.get("note", "")]]
-        out.append((f"cold start: halo_fast.reduce on {cold.get('mb', 0):.0f} MB in a new process",
-                    ["numba cache", "process s", "work s", "peak RSS MB"], rows))
+        out.append(
+            (
+                f"cold start: halo_fast.reduce on {cold.get('mb', 0):.0f} MB in a new process",
+                ["numba cache", "process s", "work s", "peak RSS MB"],
+                rows,
+            )
+        )
     return out + format_sections(result)
 
 
@@ -122,9 +176,11 @@ def _format_rows(rows: list, mb: float, ratios: tuple) -> list:
         if r["status"] != "ok":
             out.append([r["contender"], r["status"]] + [""] * (6 + len(ratios)) + [r.get("note", "")])
             continue
-        out.append([r["contender"], _s(r["median_s"]), _s(r["min_s"]), _n(mb / r["median_s"]), _n(r["peak_rss_mb"])]
-                   + [_x(r.get(k)) for k in ratios]
-                   + [_s(r.get("import_s")), _s(r.get("inner_s")), _s(r.get("check_s")), r.get("check", "")])
+        out.append(
+            [r["contender"], _s(r["median_s"]), _s(r["min_s"]), _n(mb / r["median_s"]), _n(r["peak_rss_mb"])]
+            + [_x(r.get(k)) for k in ratios]
+            + [_s(r.get("import_s")), _s(r.get("inner_s")), _s(r.get("check_s")), r.get("check", "")]
+        )
     return out
 
 
@@ -136,23 +192,36 @@ def format_sections(result: dict) -> list:
     d = result.get("directory")
     if d:
         cap = d["input"]
-        out.append((f"directory: .bin capture directory ({cap.get('bin_files')} .bin files, {d['mb']:.1f} MB of "
-                    f"float32; MB/s of those bytes; vs floor: time / np.fromfile's, whole process and work)",
-                    head + ["vs floor", "work vs floor"] + tail, _format_rows(d["rows"], d["mb"], ("vs_floor",
-                                                                                                "vs_floor_work"))))
+        out.append(
+            (
+                f"directory: .bin capture directory ({cap.get('bin_files')} .bin files, {d['mb']:.1f} MB of "
+                f"float32; MB/s of those bytes; vs floor: time / np.fromfile's, whole process and work)",
+                head + ["vs floor", "work vs floor"] + tail,
+                _format_rows(d["rows"], d["mb"], ("vs_floor", "vs_floor_work")),
+            )
+        )
     h = result.get("hdf5")
     if h:
         cap = h["input"]
-        out.append((f"hdf5: the converted capture read back ({cap['bytes'] / 1e6:.1f} MB .h5, format_version "
-                    f"{cap['params'].get('format_version')}, uncompressed; MB/s of the {h['mb']:.1f} MB of float32; "
-                    "speedup: JSON load time / this, whole process and work)",
-                    head + ["speedup", "work speedup"] + tail,
-                    _format_rows(h["rows"], h["mb"], ("json_over", "json_work_over"))))
+        out.append(
+            (
+                f"hdf5: the converted capture read back ({cap['bytes'] / 1e6:.1f} MB .h5, format_version "
+                f"{cap['params'].get('format_version')}, uncompressed; MB/s of the {h['mb']:.1f} MB of float32; "
+                "speedup: JSON load time / this, whole process and work)",
+                head + ["speedup", "work speedup"] + tail,
+                _format_rows(h["rows"], h["mb"], ("json_over", "json_work_over")),
+            )
+        )
     for part in result.get("gzip", {}).get("inputs", []):
         cap = part["input"]
-        out.append((f"gzip: {os.path.basename(cap['path'])} ({cap['bytes'] / 1e6:.1f} MB, {part['mb']:.1f} MB of "
-                    "text; MB/s of the text; vs floor: time / gzip -dc's)",
-                    head + ["vs floor"] + tail, _format_rows(part["rows"], part["mb"], ("vs_floor",))))
+        out.append(
+            (
+                f"gzip: {os.path.basename(cap['path'])} ({cap['bytes'] / 1e6:.1f} MB, {part['mb']:.1f} MB of "
+                "text; MB/s of the text; vs floor: time / gzip -dc's)",
+                head + ["vs floor"] + tail,
+                _format_rows(part["rows"], part["mb"], ("vs_floor",)),
+            )
+        )
     c = result.get("convert")
     if c:
         rows = []
@@ -160,10 +229,25 @@ def format_sections(result: dict) -> list:
             if r["status"] != "ok":
                 rows.append([r["size"], _n(r["mb"]), str(r["tokens"]), r["status"], "", "", "", r.get("note", "")])
                 continue
-            rows.append([r["size"], _n(r["mb"]), str(r["tokens"]), _s(r["median_s"]), _s(r["min_s"]),
-                         _n(r["mb"] / r["median_s"]), _n(r["peak_rss_mb"]), _n(r.get("output_mb"))])
-        out.append(("convert: python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none (whole process)",
-                    ["size", "JSON MB", "tokens", "median s", "min s", "MB/s", "peak RSS MB", "output MB"], rows))
+            rows.append(
+                [
+                    r["size"],
+                    _n(r["mb"]),
+                    str(r["tokens"]),
+                    _s(r["median_s"]),
+                    _s(r["min_s"]),
+                    _n(r["mb"] / r["median_s"]),
+                    _n(r["peak_rss_mb"]),
+                    _n(r.get("output_mb")),
+                ]
+            )
+        out.append(
+            (
+                "convert: python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none (whole process)",
+                ["size", "JSON MB", "tokens", "median s", "min s", "MB/s", "peak RSS MB", "output MB"],
+                rows,
+            )
+        )
     return out
 
 
@@ -181,8 +265,10 @@ def _table(headers, rows, markdown: bool) -> str:
 
 def text(result: dict) -> str:
     m = result["machine"]
-    parts = [f"halo_fast bench: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
-             f"numpy {m['numpy']}, numba {m['numba']}"]
+    parts = [
+        f"halo_fast bench: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
+        f"numpy {m['numpy']}, numba {m['numba']}"
+    ]
     for title, headers, rows in sections(result):
         parts.append(f"\n{title}\n" + _table(headers, rows, markdown=False))
     for note in result.get("notes", []):
@@ -208,8 +294,11 @@ def markdown(result: dict) -> str:
         f"| memory | {m['memory_gb']} GB |",
         f"| system | {m['platform']} |",
         f"| Python | {m['python']} |",
-        "| versions | " + ", ".join(f"{k} {m[k]}" for k in ("halo_fast", "numpy", "numba", "pysimdjson", "orjson", "msgspec")
-                                     if m.get(k)) + " |",
+        "| versions | "
+        + ", ".join(
+            f"{k} {m[k]}" for k in ("halo_fast", "numpy", "numba", "pysimdjson", "orjson", "msgspec") if m.get(k)
+        )
+        + " |",
         "",
         f"Every time is a whole new process (`python -m halo_fast.benchmark.contenders ...`), median of "
         f"{result['config']['repeat']} runs after one warm-up run, file in the page cache. "

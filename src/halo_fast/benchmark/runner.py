@@ -77,8 +77,11 @@ with open(report, "w") as f:
 
 def spawn(argv, env=None, capture=True) -> Spawned:
     """Run ``argv`` to completion: wall time, its own peak RSS, exit code and output."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile("r", suffix=".rusage") as report:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r", suffix=".rusage") as report,
+    ):
         launcher = [sys.executable, "-S", "-c", LAUNCHER, report.name]
         proc = subprocess.run(launcher + list(argv), stdout=out if capture else subprocess.DEVNULL, stderr=err, env=env)
         out.seek(0)
@@ -173,8 +176,9 @@ class Suite:
         compile_bytecode()
         try:
             forms = [f for section in self.cfg.sections for f in SECTION_FORMS.get(section, ())]
-            main, self.forms = ensure_forms(self.cfg.data_dir, self.cfg.size, forms, self.cfg.seed, self.cfg.style,
-                                            self.log)  # first: a stale main capture is rewritten
+            main, self.forms = ensure_forms(
+                self.cfg.data_dir, self.cfg.size, forms, self.cfg.seed, self.cfg.style, self.log
+            )  # first: a stale main capture is rewritten
             out = {"capture": main, "tasks": {}, "scaling": [], "threads": [], "cold_start": None}
             if "main" in self.cfg.sections:
                 out["tasks"] = self.main(main)
@@ -184,16 +188,20 @@ class Suite:
                 out["threads"] = self.threads(out["tasks"], main)
             if "cold" in self.cfg.sections:
                 out["cold_start"] = self.cold_start()
-            self.reference_rows = {task: next((r for r in out["tasks"].get(task, []) if r["contender"] == "halo_fast"),
-                                              None) for task in cs.TASKS}
+            self.reference_rows = {
+                task: next((r for r in out["tasks"].get(task, []) if r["contender"] == "halo_fast"), None)
+                for task in cs.TASKS
+            }
             for section in ("directory", "hdf5", "gzip"):
                 if section in self.cfg.sections:
                     out[section] = getattr(self, f"{section}_section")(main)
             if "convert" in self.cfg.sections:
                 out["convert"] = self.convert_section()
             out["rss_floor_mb"] = spawn(["true"]).rss_mb
-            self.notes.append(f"a peak RSS below ~{out['rss_floor_mb']:.0f} MB cannot be seen: a new process "
-                              "starts with its launcher's resident pages counted")
+            self.notes.append(
+                f"a peak RSS below ~{out['rss_floor_mb']:.0f} MB cannot be seen: a new process "
+                "starts with its launcher's resident pages counted"
+            )
             out["notes"] = self.notes
             out["ok"] = _all_ok(out)
             return out
@@ -224,7 +232,9 @@ class Suite:
                 {"task": "read", "contender": "startup", **startup},
             ]
         for task, rows in tasks.items():
-            base = next((r for r in tasks.get("load" if task == "read" else task, []) if r["contender"] == "halo_fast"), None)
+            base = next(
+                (r for r in tasks.get("load" if task == "read" else task, []) if r["contender"] == "halo_fast"), None
+            )
             for row in rows:
                 if row["status"] != "ok":
                     continue
@@ -243,8 +253,11 @@ class Suite:
             return {"status": "skipped", "note": "pysimdjson documents are limited to 4 GB"}
         need = self.predicted_mb(name, task, cap)
         if need > 0.85 * mem_available_mb():
-            return {"status": "skipped", "note": f"would need ~{need / 1e3:.1f} GB "
-                    f"(MemAvailable {mem_available_mb() / 1e3:.1f} GB)", "predicted_mb": round(need)}
+            return {
+                "status": "skipped",
+                "note": f"would need ~{need / 1e3:.1f} GB (MemAvailable {mem_available_mb() / 1e3:.1f} GB)",
+                "predicted_mb": round(need),
+            }
         argv = CHILD + [name, task, cap["path"], "--expect", str(cap["with_attention"])]
         warmup = argv + ["--out", os.path.join(self.scratch, f"{name}_{task}.npy")] if task == "reduce" else argv
         return {**measure(argv, self.cfg.repeat, env, warmup_argv=warmup), "predicted_mb": round(need)}
@@ -262,8 +275,10 @@ class Suite:
                 run = spawn(CHILD + [name, task, calib["path"]])
                 if run.returncode == 0:
                     self.factors[key] = max(0.0, run.rss_mb - base) / (calib["bytes"] / 1e6)
-                    self.notes.append(f"{name} {task}: peak RSS measured at {self.factors[key]:.2f} MB per MB "
-                                      f"of JSON on {size_label(small)} (default model {factor})")
+                    self.notes.append(
+                        f"{name} {task}: peak RSS measured at {self.factors[key]:.2f} MB per MB "
+                        f"of JSON on {size_label(small)} (default model {factor})"
+                    )
             factor = self.factors.get(key, factor)
         return base + factor * mb
 
@@ -280,16 +295,23 @@ class Suite:
                 same = row["result"]["crc32"] == ref["result"]["crc32"]
                 row["check"] = "same bits" if same else "MISMATCH (crc32 differs)"
                 continue
-            row["check"] = _compare_reduced(os.path.join(self.scratch, f"halo_fast_{task}.npy"),
-                                            os.path.join(self.scratch, f"{row['contender']}_{task}.npy"), "same bits")
+            row["check"] = _compare_reduced(
+                os.path.join(self.scratch, f"halo_fast_{task}.npy"),
+                os.path.join(self.scratch, f"{row['contender']}_{task}.npy"),
+                "same bits",
+            )
 
     # ---- the same capture in other formats: .bin directory, HDF5, gzip; and convert
 
     def child(self, label: str, contender: str, task: str, path: str, expect: int, out_npy: str | None = None) -> dict:
         """One contender on one input, in its own processes (warm-up + ``repeat`` runs)."""
         if not cs.available(contender):
-            return {"contender": label, "task": task, "status": "skipped",
-                    "note": f"{cs.REQUIRES[contender]} is not installed"}
+            return {
+                "contender": label,
+                "task": task,
+                "status": "skipped",
+                "note": f"{cs.REQUIRES[contender]} is not installed",
+            }
         self.log(f"{label} ...")
         argv = CHILD + [contender, task, path, "--expect", str(expect)]
         warmup = argv + ["--out", out_npy] if out_npy else argv
@@ -310,8 +332,11 @@ class Suite:
             return row
         npy = os.path.join(self.scratch, "halo_fast_reduce.npy")
         self.log(f"reference: halo_fast {task} on the JSON capture ...")
-        run = spawn(CHILD + ["halo_fast", task, cap["path"], "--expect", str(cap["with_attention"])]
-                    + (["--out", npy] if task == "reduce" else []))
+        run = spawn(
+            CHILD
+            + ["halo_fast", task, cap["path"], "--expect", str(cap["with_attention"])]
+            + (["--out", npy] if task == "reduce" else [])
+        )
         if run.returncode != 0:
             return None
         self.reference_rows[task] = {"status": "ok", "result": child_result(run), "contender": "halo_fast"}
@@ -368,8 +393,11 @@ class Suite:
         for form, tasks in GZIP_FORMS.items():
             cap = self.forms[form]
             self.log(f"gzip -dc {os.path.basename(cap['path'])} ...")
-            floor = {"contender": "gzip -dc (floor)", "task": "read",
-                     **measure(["gzip", "-dc", cap["path"]], self.cfg.repeat, capture=False)}
+            floor = {
+                "contender": "gzip -dc (floor)",
+                "task": "read",
+                **measure(["gzip", "-dc", cap["path"]], self.cfg.repeat, capture=False),
+            }
             rows = [floor] + self.halo_fast_rows(form, cap, tasks)
             self.check_rows(rows, main)
             _ratios(rows, floor, "vs_floor")
@@ -383,12 +411,29 @@ class Suite:
         for size in sorted({min(self.cfg.sizes), self.cfg.size}):
             cap = self.capture(size)
             self.log(f"convert: {size_label(size)} ...")
-            argv = [sys.executable, "-m", "halo_fast", "convert", cap["path"], "-o", target, "--compression", "none",
-                    "--force"]
+            argv = [
+                sys.executable,
+                "-m",
+                "halo_fast",
+                "convert",
+                cap["path"],
+                "-o",
+                target,
+                "--compression",
+                "none",
+                "--force",
+            ]
             m = measure(argv, self.cfg.repeat)
             output_mb = os.path.getsize(target) / 1e6 if os.path.exists(target) else None
-            rows.append({"size": size_label(size), "mb": cap["bytes"] / 1e6, "tokens": cap["tokens"],
-                         "output_mb": output_mb, **m})
+            rows.append(
+                {
+                    "size": size_label(size),
+                    "mb": cap["bytes"] / 1e6,
+                    "tokens": cap["tokens"],
+                    "output_mb": output_mb,
+                    **m,
+                }
+            )
             if os.path.exists(target):
                 os.remove(target)
         return {"rows": rows}
@@ -401,7 +446,9 @@ class Suite:
             cap = self.capture(size)
             row = {"size": size_label(size), "mb": cap["bytes"] / 1e6, "tokens": cap["tokens"]}
             for task in cs.TASKS:
-                reuse = [r for r in tasks.get(task, []) if r["contender"] == "halo_fast" and cap["path"] == main["path"]]
+                reuse = [
+                    r for r in tasks.get(task, []) if r["contender"] == "halo_fast" and cap["path"] == main["path"]
+                ]
                 if reuse:
                     m = reuse[0]
                 else:
@@ -461,8 +508,7 @@ def _all_ok(out: dict) -> bool:
     for section in ("directory", "hdf5", "convert"):
         rows += out.get(section, {}).get("rows", [])
     rows += [row for part in out.get("gzip", {}).get("inputs", []) for row in part["rows"]]
-    return not any(r["status"] == "failed" or r.get("check", "").startswith(("MISMATCH", "no reference"))
-                   for r in rows)
+    return not any(r["status"] == "failed" or r.get("check", "").startswith(("MISMATCH", "no reference")) for r in rows)
 
 
 def _ratios(rows: list, base: dict, key: str) -> None:

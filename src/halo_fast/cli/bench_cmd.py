@@ -32,13 +32,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sizes", help=f"sizes for the scaling table (default {FULL['sizes']}; --quick: {QUICK['sizes']})")
     p.add_argument("--quick", action="store_true", help="small sizes and 3 repeats: a smoke test in under a minute")
     p.add_argument("--large", action="store_true", help="add a 5 GB capture to the scaling table (about 5 GB of disk)")
-    p.add_argument("--repeat", type=int, help=f"timed runs per measurement, after one warm-up (default {FULL['repeat']})")
+    p.add_argument(
+        "--repeat", type=int, help=f"timed runs per measurement, after one warm-up (default {FULL['repeat']})"
+    )
     p.add_argument("--json", action="store_true", help="print the whole result as JSON instead of tables")
     p.add_argument("--data-dir", default="bench/data", help="where synthetic captures are cached (default bench/data)")
-    p.add_argument("--contenders", default=",".join(ALL_CONTENDERS),
-                   help=f"comma-separated subset of {','.join(ALL_CONTENDERS)} (default all)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
+    p.add_argument(
+        "--contenders",
+        default=",".join(ALL_CONTENDERS),
+        help=f"comma-separated subset of {','.join(ALL_CONTENDERS)} (default all)",
+    )
+    p.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)} (default all)"
+    )
     p.add_argument("--seed", type=int, default=0, help="synthetic capture seed (default 0)")
     p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report (e.g. bench/RESULTS.md)")
     p.set_defaults(run=run)
@@ -59,8 +65,10 @@ def config_from(args):
     defaults = QUICK if args.quick else FULL
     try:
         size = parse_size(args.size or defaults["size"])
-        sizes = sorted({parse_size(s) for s in (args.sizes or defaults["sizes"]).split(",") if s.strip()}
-                       | ({parse_size("5GB")} if args.large else set()))
+        sizes = sorted(
+            {parse_size(s) for s in (args.sizes or defaults["sizes"]).split(",") if s.strip()}
+            | ({parse_size("5GB")} if args.large else set())
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     repeat = defaults["repeat"] if args.repeat is None else args.repeat
@@ -68,8 +76,15 @@ def config_from(args):
         raise UsageError("--repeat must be at least 1")
     if not sizes:
         raise UsageError("--sizes is empty")
-    return Config(size=size, sizes=sizes, repeat=repeat, contenders=_list(args.contenders, ALL_CONTENDERS, "contender"),
-                  data_dir=args.data_dir, seed=args.seed, sections=_list(args.sections, SECTIONS, "section"))
+    return Config(
+        size=size,
+        sizes=sizes,
+        repeat=repeat,
+        contenders=_list(args.contenders, ALL_CONTENDERS, "contender"),
+        data_dir=args.data_dir,
+        seed=args.seed,
+        sections=_list(args.sections, SECTIONS, "section"),
+    )
 
 
 def command_line(args) -> str:

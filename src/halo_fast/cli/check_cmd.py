@@ -31,8 +31,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{report['path']}: {report['tokens']} tokens ({report['tokens_with_attention']} with attention), "
-              f"values look like {report['kind']}")
+        print(
+            f"{report['path']}: {report['tokens']} tokens ({report['tokens_with_attention']} with attention), "
+            f"values look like {report['kind']}"
+        )
         if report["ok"]:
             print("no problems found")
         for problem in report["problems"]:

@@ -24,9 +24,13 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("capture", help="capture file or directory")
     p.add_argument("-o", "--output", help="output .h5 (default: CAPTURE.h5 beside the input)")
-    p.add_argument("--compression", default="none", choices=["gzip", "lzf", "none"],
-                   help="HDF5 chunk compression (default none: attention floats barely compress and raw chunks "
-                   "read fastest; lzf/gzip mainly shrink the NaN padding)")
+    p.add_argument(
+        "--compression",
+        default="none",
+        choices=["gzip", "lzf", "none"],
+        help="HDF5 chunk compression (default none: attention floats barely compress and raw chunks "
+        "read fastest; lzf/gzip mainly shrink the NaN padding)",
+    )
     p.add_argument("--every", type=int, default=1, metavar="N", help="keep every Nth generation step")
     p.add_argument("--tokens", metavar="START:STOP", help="only steps START <= step < STOP")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
@@ -55,21 +59,38 @@ def run(args) -> int:
     check_output(output, args.force)
     started = time.perf_counter()
     try:
-        with open_capture(args.capture, recover=args.recover, strict=args.strict,
-                          progress=sys.stderr.isatty()) as source:
-            summary = convert(source, output, compression=args.compression, every=args.every, tokens=args.tokens,
-                              force=args.force, progress=sys.stderr.isatty())
+        with open_capture(
+            args.capture, recover=args.recover, strict=args.strict, progress=sys.stderr.isatty()
+        ) as source:
+            summary = convert(
+                source,
+                output,
+                compression=args.compression,
+                every=args.every,
+                tokens=args.tokens,
+                force=args.force,
+                progress=sys.stderr.isatty(),
+            )
             recovery = source.recovery
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
         raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - started
-    summary.update({"capture": args.capture, "output": output, "seconds": round(seconds, 3),
-                    "output_mb": round(os.path.getsize(output) / 1e6, 3), "recovery": recovery})
+    summary.update(
+        {
+            "capture": args.capture,
+            "output": output,
+            "seconds": round(seconds, 3),
+            "output_mb": round(os.path.getsize(output) / 1e6, 3),
+            "recovery": recovery,
+        }
+    )
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"{output}: {summary['tokens']} tokens ({summary['tokens_with_attention']} with attention), attention "
-          f"{tuple(summary['shape'])} float32, {args.compression}, {summary['output_mb']} MB in {seconds:.2f} s")
+    print(
+        f"{output}: {summary['tokens']} tokens ({summary['tokens_with_attention']} with attention), attention "
+        f"{tuple(summary['shape'])} float32, {args.compression}, {summary['output_mb']} MB in {seconds:.2f} s"
+    )
     return 0

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-
 from .reduce_cmd import warn_recovery
 
 

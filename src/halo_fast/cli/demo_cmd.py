@@ -34,7 +34,12 @@ def run(args) -> int:
         path = os.path.join(folder, "demo_capture.json")
         started = time.perf_counter()
         write_capture(
-            path, layers=args.layers, heads=args.heads, prompt=args.prompt, tokens=args.tokens, seed=0,
+            path,
+            layers=args.layers,
+            heads=args.heads,
+            prompt=args.prompt,
+            tokens=args.tokens,
+            seed=0,
             progress=sys.stderr.isatty(),
         )
         size = os.path.getsize(path)

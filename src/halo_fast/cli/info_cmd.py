@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from .reduce_cmd import warn_recovery
 
 
@@ -30,12 +29,18 @@ def run(args) -> int:
         return 0
     print(f"{info['path']} ({info['file_mb']} MB, {info['format']})")
     print(f"  model           {info['model']}")
-    print(f"  tokens          {info['tokens']} generated ({info['tokens_with_attention']} with attention), "
-          f"steps {info['steps'][0] if info['steps'] else '-'}..{info['steps'][-1] if info['steps'] else '-'}")
-    print(f"  attention       {info['layers']} layers x {info['heads']} heads, "
-          f"context {info['context_min']}..{info['context_max']}")
+    print(
+        f"  tokens          {info['tokens']} generated ({info['tokens_with_attention']} with attention), "
+        f"steps {info['steps'][0] if info['steps'] else '-'}..{info['steps'][-1] if info['steps'] else '-'}"
+    )
+    print(
+        f"  attention       {info['layers']} layers x {info['heads']} heads, "
+        f"context {info['context_min']}..{info['context_max']}"
+    )
     print(f"  prompt          {info['prompt_tokens']} tokens")
     print(f"  decoded size    {info['float32_mb']} MB float32")
-    sums = ", ".join(f"step {s['step']}: rows sum {s['row_sum_min']:.4g}..{s['row_sum_max']:.4g}" for s in info["sampled"])
+    sums = ", ".join(
+        f"step {s['step']}: rows sum {s['row_sum_min']:.4g}..{s['row_sum_max']:.4g}" for s in info["sampled"]
+    )
     print(f"  values          {info['values']} ({sums})")
     return 0

@@ -13,8 +13,24 @@ import sys
 from ..errors import CaptureError
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = ["reduce", "info", "check", "decode", "convert", "sentences", "decay", "distance", "stats", "prune",
-               "sweep", "heatmap", "report", "synth", "demo", "bench"]
+SUBCOMMANDS = [
+    "reduce",
+    "info",
+    "check",
+    "decode",
+    "convert",
+    "sentences",
+    "decay",
+    "distance",
+    "stats",
+    "prune",
+    "sweep",
+    "heatmap",
+    "report",
+    "synth",
+    "demo",
+    "bench",
+]
 
 
 class UsageError(Exception):

@@ -8,9 +8,11 @@ def add_parser(subparsers) -> None:
     from ..analysis.prune import POLICIES
 
     p = subparsers.add_parser(
-        "prune", help="simulate pruning the bottom X%% of the prompt by several policies and compare them",
+        "prune",
+        help="simulate pruning the bottom X%% of the prompt by several policies and compare them",
         description="Prune the bottom --budget %% of unprotected prompt tokens or sentences by each policy; report "
-        "kept/pruned units, the attention mass kept per step (mean, min) and the overlap of kept sets.")
+        "kept/pruned units, the attention mass kept per step (mean, min) and the overlap of kept sets.",
+    )
     add_common(p)
     p.add_argument("--budget", type=float, default=30.0, help="percent of unprotected units to prune (default 30)")
     p.add_argument("--unit", choices=["token", "sentence"], default="token")
@@ -34,9 +36,16 @@ def run(args) -> int:
             check_output(args.write_prompt, args.force)
             if args.policy not in policies:
                 policies.append(args.policy)
-        result = prune(args.source, budget=args.budget, unit=args.unit, policies=policies,
-                       protect_system=not args.no_protect_system, sinks=args.sinks, kind=args.kind,
-                       reduce_options=reduce_options(args))
+        result = prune(
+            args.source,
+            budget=args.budget,
+            unit=args.unit,
+            policies=policies,
+            protect_system=not args.no_protect_system,
+            sinks=args.sinks,
+            kind=args.kind,
+            reduce_options=reduce_options(args),
+        )
     out = result.to_json()
     if args.write_prompt:
         with atomic_path(args.write_prompt, args.force) as tmp:
@@ -47,10 +56,19 @@ def run(args) -> int:
         print(dump(out))
         return 0
     print(f"pruning {out['budget']:g}% of unprotected {out['unit']}s ({len(out['protected'])} protected tokens)")
-    rows = [{"policy": k, "kept": len(v["kept"]), "pruned": len(v["pruned"]), "mass_mean": v["mass_retained_mean"],
-             "mass_min": v["mass_retained_min"],
-             "first_pruned": " ".join(f"{u[0]}:{u[1]}" if isinstance(u, list) else str(u)
-                                      for u in v["pruned_units"][:8])} for k, v in out["policies"].items()]
+    rows = [
+        {
+            "policy": k,
+            "kept": len(v["kept"]),
+            "pruned": len(v["pruned"]),
+            "mass_mean": v["mass_retained_mean"],
+            "mass_min": v["mass_retained_min"],
+            "first_pruned": " ".join(
+                f"{u[0]}:{u[1]}" if isinstance(u, list) else str(u) for u in v["pruned_units"][:8]
+            ),
+        }
+        for k, v in out["policies"].items()
+    ]
     print(table(rows, ["policy", "kept", "pruned", "mass_mean", "mass_min", "first_pruned"]))
     print("\noverlap of kept sets (Jaccard):")
     for pair, j in out["overlap"].items():

@@ -54,8 +54,11 @@ def warn_recovery(path: str, recovery: dict | None) -> None:
     else:
         unit = "decompressed byte" if recovery.get("offsets") == "decompressed" else "byte"
         where = f"is truncated at {unit} {recovery['truncated_at']}"
-    print(f"warning: {path} {where}: kept {recovery['complete_tokens']} complete generated tokens, "
-          f"dropped {recovery['partial_tokens']} partial one(s)", file=sys.stderr)
+    print(
+        f"warning: {path} {where}: kept {recovery['complete_tokens']} complete generated tokens, "
+        f"dropped {recovery['partial_tokens']} partial one(s)",
+        file=sys.stderr,
+    )
 
 
 def top_positions(reduced, k: int) -> list[dict]:
@@ -84,8 +87,15 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         reduced = reduce(
-            args.capture, op=args.op, over=over, layers=args.layers, heads=args.heads, every=args.every,
-            tokens=args.tokens, recover=args.recover, progress=sys.stderr.isatty(),
+            args.capture,
+            op=args.op,
+            over=over,
+            layers=args.layers,
+            heads=args.heads,
+            every=args.every,
+            tokens=args.tokens,
+            recover=args.recover,
+            progress=sys.stderr.isatty(),
         )
     except ValueError as exc:
         if type(exc) is not ValueError:

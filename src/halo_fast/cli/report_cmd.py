@@ -7,18 +7,28 @@ def add_parser(subparsers) -> None:
     from ..analysis._cli import add_common
 
     p = subparsers.add_parser(
-        "report", help="Markdown report answering the guide's five questions, with tables and the heatmap",
+        "report",
+        help="Markdown report answering the guide's five questions, with tables and the heatmap",
         description="Reduce the capture once and write REPORT.md with short answers to the guide's questions and "
         "the tables of sentences, decay, distance, prune and stats, plus REPORT.heatmap.png beside it (log colour "
-        "scale; --linear for linear). Without matplotlib the report is written with a note instead of the image.")
+        "scale; --linear for linear). Without matplotlib the report is written with a note instead of the image.",
+    )
     add_common(p)
-    p.add_argument("-o", "--output", help="Markdown file to write (default: CAPTURE.report.md beside the input); "
-                                          "the heatmap goes beside it as REPORT.heatmap.png")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="Markdown file to write (default: CAPTURE.report.md beside the input); "
+        "the heatmap goes beside it as REPORT.heatmap.png",
+    )
     p.add_argument("--linear", action="store_true", help="linear colour scale in the heatmap (default log)")
     p.add_argument("--budget", type=float, default=30.0, help="percent of unprotected units pruned (default 30)")
     p.add_argument("--unit", choices=["token", "sentence"], default="sentence", help="pruning unit (default sentence)")
-    p.add_argument("--group", action="append", metavar="NAME=T:S,T:S",
-                   help="a named group of sentences to follow (default: a synth capture's planted groups); repeatable")
+    p.add_argument(
+        "--group",
+        action="append",
+        metavar="NAME=T:S,T:S",
+        help="a named group of sentences to follow (default: a synth capture's planted groups); repeatable",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing report and heatmap")
     p.set_defaults(run=run)
 
@@ -36,23 +46,45 @@ def run(args) -> int:
         if not 0 <= args.budget <= 100:
             raise ValueError(f"--budget must be a percentage in 0..100, got {args.budget:g}")
         groups = parse_groups(args.group) if args.group else None
-        result = report(args.source, output, force=args.force, log=not args.linear, budget=args.budget,
-                        unit=args.unit, groups=groups, kind=args.kind, **reduce_options(args))
+        result = report(
+            args.source,
+            output,
+            force=args.force,
+            log=not args.linear,
+            budget=args.budget,
+            unit=args.unit,
+            groups=groups,
+            kind=args.kind,
+            **reduce_options(args),
+        )
     if args.json:
         print(dump(result))
         return 0
     a = result["answers"]
-    print(f"wrote {output}" + (f" and {image_beside(output)}" if result["heatmap"] else "")
-          + f" ({result['steps']} steps, {result['seconds']:.1f} s)")
+    print(
+        f"wrote {output}"
+        + (f" and {image_beside(output)}" if result["heatmap"] else "")
+        + f" ({result['steps']} steps, {result['seconds']:.1f} s)"
+    )
     if result["heatmap_note"]:
         print(result["heatmap_note"])
     print("1. bright: " + (", ".join(b["sentence"] for b in a["bright_sentences"]) or "-"))
-    print(f"2. fading: {len(a['fading_sentences'])} of {result['sentences']} sentences"
-          + (f", fastest group {a['fastest_fading_group']}" if a["fastest_fading_group"] else ""))
+    print(
+        f"2. fading: {len(a['fading_sentences'])} of {result['sentences']} sentences"
+        + (f", fastest group {a['fastest_fading_group']}" if a["fastest_fading_group"] else "")
+    )
     neg = a["negative_logits"]
-    print("3. negative logits as decay: " + (f"raw logits fall for {fmt(neg['raw_falling_share'], 3)} of tokens"
-                                            if neg["answerable"] else "needs a logit capture"))
+    print(
+        "3. negative logits as decay: "
+        + (
+            f"raw logits fall for {fmt(neg['raw_falling_share'], 3)} of tokens"
+            if neg["answerable"]
+            else "needs a logit capture"
+        )
+    )
     print(f"4. decay_rate: {fmt(a['recommended_decay_rate'], 3)}")
-    print(f"5. distance weighting needed: {'yes' if a['distance_weighting_needed'] else 'no'} "
-          f"(local share x{fmt(a['local_ratio'], 3)} uniform)")
+    print(
+        f"5. distance weighting needed: {'yes' if a['distance_weighting_needed'] else 'no'} "
+        f"(local share x{fmt(a['local_ratio'], 3)} uniform)"
+    )
     return 0

@@ -6,8 +6,11 @@ from __future__ import annotations
 def add_parser(subparsers) -> None:
     from ..analysis._cli import add_common
 
-    p = subparsers.add_parser("stats", help="per step min/max/mean/row sums, NaN counts, probabilities or logits",
-                              description="Statistics of each step's reduced attention row over its context.")
+    p = subparsers.add_parser(
+        "stats",
+        help="per step min/max/mean/row sums, NaN counts, probabilities or logits",
+        description="Statistics of each step's reduced attention row over its context.",
+    )
     add_common(p)
     p.set_defaults(run=run)
 
@@ -22,8 +25,9 @@ def run(args) -> int:
     if args.json:
         print(dump(out))
         return 0
-    print(table(out["steps"], ["step", "context_length", "min", "max", "mean", "sum", "nan",
-                               "values_beyond_context"]))
-    print(f"\nvalues: {out['kind']}; rows sum to 1: {'yes' if out['rows_sum_to_one'] else 'no'}; "
-          f"NaN inside contexts: {out['nan_total']}")
+    print(table(out["steps"], ["step", "context_length", "min", "max", "mean", "sum", "nan", "values_beyond_context"]))
+    print(
+        f"\nvalues: {out['kind']}; rows sum to 1: {'yes' if out['rows_sum_to_one'] else 'no'}; "
+        f"NaN inside contexts: {out['nan_total']}"
+    )
     return 0

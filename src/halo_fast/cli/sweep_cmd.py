@@ -7,9 +7,11 @@ def add_parser(subparsers) -> None:
     from ..analysis._cli import add_common
 
     p = subparsers.add_parser(
-        "sweep", help="grid of cumulative-score parameters, each scored by the attention mass its pruning keeps",
+        "sweep",
+        help="grid of cumulative-score parameters, each scored by the attention mass its pruning keeps",
         description="Values are START:STOP:COUNT (both ends included) or comma lists, e.g. "
-        "--decay-rate 0.001:0.01:10 --boost 0.5,1,2 --distance none,linear,logarithmic.")
+        "--decay-rate 0.001:0.01:10 --boost 0.5,1,2 --distance none,linear,logarithmic.",
+    )
     add_common(p)
     p.add_argument("--decay-rate", default="0.003")
     p.add_argument("--boost", default="1")
@@ -26,15 +28,23 @@ def run(args) -> int:
     from ..analysis.sweep import parse_values, sweep
 
     with usage_errors():
-        grid = {"decay_rate": parse_values(args.decay_rate), "boost": parse_values(args.boost),
-                "distance": parse_values(args.distance, str), "min_distance": parse_values(args.min_distance),
-                "scale": parse_values(args.scale)}
+        grid = {
+            "decay_rate": parse_values(args.decay_rate),
+            "boost": parse_values(args.boost),
+            "distance": parse_values(args.distance, str),
+            "min_distance": parse_values(args.min_distance),
+            "scale": parse_values(args.scale),
+        }
         result = sweep(args.source, budget=args.budget, kind=args.kind, reduce_options=reduce_options(args), **grid)
     out = result.to_json()
     if args.json:
         print(dump(out))
         return 0
     print(f"{out['points']} grid points in {out['seconds']:.3f} s; pruning {out['budget']:g}% of prompt tokens")
-    print(table(out["results"][: args.top], ["decay_rate", "boost", "distance", "min_distance", "scale",
-                                             "mass_retained_mean", "mass_retained_min"]))
+    print(
+        table(
+            out["results"][: args.top],
+            ["decay_rate", "boost", "distance", "min_distance", "scale", "mass_retained_mean", "mass_retained_min"],
+        )
+    )
     return 0

@@ -53,14 +53,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tokens", type=int, default=None, help="generated tokens (default 64)")
     p.add_argument("--size", help="pick --tokens so that the file is about this size (e.g. 1GB, 500MB)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=("js", "py", "indent"), default="js",
-                   help="number/whitespace layout: JSON.stringify (js), json.dumps (py), json.dumps(indent=2)")
+    p.add_argument(
+        "--style",
+        choices=("js", "py", "indent"),
+        default="js",
+        help="number/whitespace layout: JSON.stringify (js), json.dumps (py), json.dumps(indent=2)",
+    )
     p.add_argument("--logits", action="store_true", help="write raw pre-softmax logits instead of probabilities")
-    p.add_argument("--no-null-first", dest="null_first", action="store_false",
-                   help="give step 0 an attention array too (default: \"attention\": null)")
+    p.add_argument(
+        "--no-null-first",
+        dest="null_first",
+        action="store_false",
+        help='give step 0 an attention array too (default: "attention": null)',
+    )
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    p.add_argument("--workers", type=int, default=None,
-                   help="formatting processes (default: one per CPU for large files)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="formatting processes (default: one per CPU for large files)"
+    )
     p.set_defaults(run=run)
 
 
@@ -75,8 +84,15 @@ def run(args) -> int:
         raise UsageError(f"--prompt must be at least {MIN_PROMPT}")
     if args.size is not None and args.tokens is not None:
         raise UsageError("give --tokens or --size, not both")
-    options = dict(layers=args.layers, heads=args.heads, prompt=args.prompt, seed=args.seed, style=args.style,
-                   logits=args.logits, null_first=args.null_first)
+    options = dict(
+        layers=args.layers,
+        heads=args.heads,
+        prompt=args.prompt,
+        seed=args.seed,
+        style=args.style,
+        logits=args.logits,
+        null_first=args.null_first,
+    )
     if args.size is not None:
         tokens = estimate_tokens(parse_size(args.size), **options)
     else:

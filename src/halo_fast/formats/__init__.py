@@ -12,8 +12,9 @@ import os
 from .detect import SUPPORTED
 
 
-def open_capture(path, *, progress: bool = False, window_bytes: int | None = None, recover: bool = False,
-                 strict: bool = False):
+def open_capture(
+    path, *, progress: bool = False, window_bytes: int | None = None, recover: bool = False, strict: bool = False
+):
     """The source for ``path``: use it as a context manager.
 
     ``recover``: a truncated capture (single JSON or JSON lines cut short, a .jsonl.gz

@@ -27,7 +27,7 @@ class CaptureSource:
     progress: bool = False
     recovery: dict | None = None  # what was salvaged from a truncated input (recover=True)
 
-    def __enter__(self) -> "CaptureSource":
+    def __enter__(self) -> CaptureSource:
         return self
 
     def __exit__(self, *exc_info) -> None:

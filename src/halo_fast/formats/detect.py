@@ -38,8 +38,9 @@ def kind_of_text(head: bytes, name: str, complete: bool) -> str:
     if newline < 0:  # one line so far: a compact single JSON, or a huge first token line
         if complete or b'"generated_tokens"' in text:
             return "json"
-        return "jsonl" if (b'"attention"' in text or b'"type"' in text) and not text.startswith(b'{"metadata"') \
-            else "json"
+        return (
+            "jsonl" if (b'"attention"' in text or b'"type"' in text) and not text.startswith(b'{"metadata"') else "json"
+        )
     first, rest = text[:newline], text[newline + 1 :].lstrip(b" \t\r\n")
     if b'"generated_tokens"' in first or not rest.startswith(b"{"):
         return "json"
@@ -57,8 +58,7 @@ def detect(path: str) -> str:
     if os.path.isdir(path):
         if is_capture_directory(path):
             return "directory"
-        raise CaptureError(f"not a capture directory (no metadata.json nor token files); supported: {SUPPORTED}",
-                           path)
+        raise CaptureError(f"not a capture directory (no metadata.json nor token files); supported: {SUPPORTED}", path)
     try:
         with open(path, "rb") as f:
             head = f.read(PEEK_BYTES)

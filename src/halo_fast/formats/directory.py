@@ -76,8 +76,9 @@ def read_into(path: str, out: np.ndarray) -> int:
 class CaptureDirectory(TokenListSource):
     format_name = "directory"
 
-    def __init__(self, path, window_bytes: int = 4 << 20, progress: bool = False, strict: bool = False,
-                 recover: bool = False):
+    def __init__(
+        self, path, window_bytes: int = 4 << 20, progress: bool = False, strict: bool = False, recover: bool = False
+    ):
         self.path = os.fspath(path)
         self.window_bytes = window_bytes
         self.progress = progress
@@ -86,7 +87,7 @@ class CaptureDirectory(TokenListSource):
         self.problems: list[str] = []
         self.truncated: list[dict] = []  # token files cut short: file, step, what it holds
 
-    def __enter__(self) -> "CaptureDirectory":
+    def __enter__(self) -> CaptureDirectory:
         meta_path = os.path.join(self.path, "metadata.json")
         if not os.path.isfile(meta_path):
             raise CaptureError("capture directory without metadata.json", self.path)
@@ -108,10 +109,14 @@ class CaptureDirectory(TokenListSource):
         self._report()
         if self.truncated:
             first = self.truncated[0]
-            self.recovery = {"truncated_at": first["holds"], "complete_tokens": len(self.token_table),
-                             "partial_tokens": len(self.truncated), "kept_bytes": 0,
-                             "truncated_files": [os.path.basename(t["file"]) for t in self.truncated],
-                             "lost_steps": [t["step"] for t in self.truncated]}
+            self.recovery = {
+                "truncated_at": first["holds"],
+                "complete_tokens": len(self.token_table),
+                "partial_tokens": len(self.truncated),
+                "kept_bytes": 0,
+                "truncated_files": [os.path.basename(t["file"]) for t in self.truncated],
+                "lost_steps": [t["step"] for t in self.truncated],
+            }
         return self
 
     def _truncation_error(self) -> CaptureError:
@@ -127,8 +132,12 @@ class CaptureDirectory(TokenListSource):
         if more:
             names = ", ".join(os.path.basename(t["file"]) for t in self.truncated[1:6])
             what += f"; {more} more token file(s) cut short: {names}{', ...' if more > 5 else ''}"
-        return CaptureError(f"truncated: {what} (recover=True, or --recover, keeps the complete tokens)",
-                            first["file"], first["holds"], first["step"])
+        return CaptureError(
+            f"truncated: {what} (recover=True, or --recover, keeps the complete tokens)",
+            first["file"],
+            first["holds"],
+            first["step"],
+        )
 
     def _cut_json(self, path: str, index: int, exc: CaptureError) -> None:
         """A JSON token or meta file that does not parse: recorded as cut short if it is, else ``exc`` raised."""
@@ -196,18 +205,28 @@ class CaptureDirectory(TokenListSource):
                     shapes[k] = 0
                     continue
                 elif size != expected:
-                    self.problems.append(f"{os.path.basename(group['bin'])} is {size} bytes, its shape "
-                                         f"{shapes[k].tolist()} needs {expected}")
+                    self.problems.append(
+                        f"{os.path.basename(group['bin'])} is {size} bytes, its shape "
+                        f"{shapes[k].tolist()} needs {expected}"
+                    )
                 else:
                     has_attention[k] = True
                 if not has_attention[k]:
                     shapes[k] = 0
             elif "bin" in group:
-                self.problems.append(f"{os.path.basename(group['bin'])} has no attention_shape in its meta file; "
-                                     "ignored")
-            records.append({"step": step, "token_id": meta.get("token_id"), "text": meta.get("text"),
-                            "position": meta.get("position"), "timestamp": meta.get("timestamp"),
-                            "attention": attention})
+                self.problems.append(
+                    f"{os.path.basename(group['bin'])} has no attention_shape in its meta file; ignored"
+                )
+            records.append(
+                {
+                    "step": step,
+                    "token_id": meta.get("token_id"),
+                    "text": meta.get("text"),
+                    "position": meta.get("position"),
+                    "timestamp": meta.get("timestamp"),
+                    "attention": attention,
+                }
+            )
             kinds.append("bin" if has_attention[k] else "none")
             paths.append(group.get("bin", group["meta"]))
         self._kinds, self._paths = kinds, paths
@@ -237,8 +256,9 @@ class CaptureDirectory(TokenListSource):
         except OSError as exc:
             raise CaptureError(f"cannot read: {exc.strerror}", self._paths[i], None, self.step_of(i)) from None
         if got != out.nbytes:
-            raise CaptureError(f"changed while reading: {got} bytes, expected {out.nbytes}", self._paths[i], got,
-                               self.step_of(i))
+            raise CaptureError(
+                f"changed while reading: {got} bytes, expected {out.nbytes}", self._paths[i], got, self.step_of(i)
+            )
 
     def decode(self) -> np.ndarray:
         from .mapped import output_buffer

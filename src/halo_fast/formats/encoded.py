@@ -33,7 +33,9 @@ def check_encoded(attention: dict, count: int, path, offset, step) -> None:
     if len(text) != expected:
         raise CaptureError(
             f"base64 data is {len(text)} characters; shape needs {count} float32 values = {expected} characters",
-            path, offset, step,
+            path,
+            offset,
+            step,
         )
 
 
@@ -44,8 +46,7 @@ def decode_encoded(attention: dict, out: np.ndarray, path, offset, step) -> None
     except (binascii.Error, ValueError) as exc:
         raise CaptureError(f"invalid base64 attention data: {exc}", path, offset, step) from None
     if len(raw) != out.nbytes:
-        raise CaptureError(f"base64 data decodes to {len(raw)} bytes, the shape needs {out.nbytes}", path, offset,
-                           step)
+        raise CaptureError(f"base64 data decodes to {len(raw)} bytes, the shape needs {out.nbytes}", path, offset, step)
     out[:] = np.frombuffer(raw, dtype="<f4")
 
 

@@ -247,7 +247,7 @@ class _StreamScan:
 
     PROBE_BYTES = 1 << 16
 
-    def __init__(self, source: "GzipJson"):
+    def __init__(self, source: GzipJson):
         from ..kernels import structure as st
 
         self.st = st
@@ -288,8 +288,12 @@ class _StreamScan:
             del data  # the bytearray may change size only once no view of it is left
             self._handle(events[:n])
             if state[st.S_ERROR] != st.WALK_OK:
-                raise CaptureError(st.WALK_MESSAGES[int(state[st.S_ERROR])], self.source.path,
-                                   int(state[st.S_ERROR_AT]) + window.base, _next_step(self.records))
+                raise CaptureError(
+                    st.WALK_MESSAGES[int(state[st.S_ERROR])],
+                    self.source.path,
+                    int(state[st.S_ERROR_AT]) + window.base,
+                    _next_step(self.records),
+                )
         self._keep(window.end)
         # keep the open token object, and a string that may turn out to be a key
         needed = window.end if self.token_start is None else self.token_start
@@ -341,8 +345,9 @@ class _StreamScan:
         else:  # its fields only: the array's bulk is left to pass 2
             open_at, close_at = self.data
             with window.view(start, open_at + 1) as head, window.view(close_at, stop) as tail:
-                token = parse_token(frame_bytes(head, tail), source.path, start, source.window_bytes,
-                                    data_span=close_at - open_at)
+                token = parse_token(
+                    frame_bytes(head, tail), source.path, start, source.window_bytes, data_span=close_at - open_at
+                )
         self.records.append(token.record)
         self.shapes.append(token.shape)
         self.has.append(token.has_attention)
@@ -361,8 +366,15 @@ class GzipJson(CaptureSource):
 
     format_name = "json.gz"
 
-    def __init__(self, path, window_bytes: int = 4 << 20, progress: bool = False, recover: bool = False,
-                 chunk_bytes: int = CHUNK_BYTES, threaded: bool = True):
+    def __init__(
+        self,
+        path,
+        window_bytes: int = 4 << 20,
+        progress: bool = False,
+        recover: bool = False,
+        chunk_bytes: int = CHUNK_BYTES,
+        threaded: bool = True,
+    ):
         self.path = os.fspath(path)
         self.threaded = threaded
         self.window_bytes = window_bytes
@@ -371,7 +383,7 @@ class GzipJson(CaptureSource):
         self.chunk_bytes = chunk_bytes
         self._cursor = None
 
-    def __enter__(self) -> "GzipJson":
+    def __enter__(self) -> GzipJson:
         from ..progress import progress_bar
 
         end, blocks = decompressed_blocks(self.path, self.chunk_bytes, self.threaded)
@@ -412,30 +424,40 @@ class GzipJson(CaptureSource):
         self.ranges = np.array(ranges, dtype=np.int64).reshape(-1, 2)
         self.shapes = np.array(shapes, dtype=np.int64).reshape(-1, 3)
         self.has_attention = np.array(has, dtype=bool)
-        check_layers_heads(self.shapes, self.has_attention,
-                           lambda i: (self.path, int(self.ranges[i, 0]), records[i].get("step", i)))
+        check_layers_heads(
+            self.shapes, self.has_attention, lambda i: (self.path, int(self.ranges[i, 0]), records[i].get("step", i))
+        )
         self.offsets = np.zeros(len(records) + 1, dtype=np.int64)
         np.cumsum(self.shapes.prod(axis=1), out=self.offsets[1:])
         self.token_table = token_table(records, self.shapes, self.has_attention)
 
-    def _cut(self, end: GzipEnd, scan: "_StreamScan") -> None:
+    def _cut(self, end: GzipEnd, scan: _StreamScan) -> None:
         """A stream cut short or damaged: raise, or (recover) keep the complete tokens of the trusted text."""
         trusted = end.trusted
         kept = sum(1 for _, stop in scan.ranges if stop <= trusted)
         opened = scan.list_open_at is not None and scan.list_open_at < trusted
         if end.damaged:
-            why = (f"{end.reason} near compressed byte {end.compressed_offset}; gzip verifies its data only at "
-                   f"the end of each member, so only the first {trusted} decompressed bytes (whole members whose "
-                   "checksum matched) can be trusted")
+            why = (
+                f"{end.reason} near compressed byte {end.compressed_offset}; gzip verifies its data only at "
+                f"the end of each member, so only the first {trusted} decompressed bytes (whole members whose "
+                "checksum matched) can be trusted"
+            )
         else:
             why = end.reason or "the JSON text ends before its last bracket"
         if not self.recover:
             hint = "recover=True, or --recover, keeps them" if opened else "nothing to recover"
-            raise CaptureError(f"truncated at decompressed byte {trusted} after {kept} complete generated tokens: "
-                               f"{why} ({hint})", self.path, trusted, _next_step(scan.records[:kept]))
+            raise CaptureError(
+                f"truncated at decompressed byte {trusted} after {kept} complete generated tokens: {why} ({hint})",
+                self.path,
+                trusted,
+                _next_step(scan.records[:kept]),
+            )
         if not opened:
-            raise CaptureError(f"truncated at decompressed byte {trusted} before any generated token: {why}; "
-                               "nothing to recover", self.path, trusted)
+            raise CaptureError(
+                f"truncated at decompressed byte {trusted} before any generated token: {why}; nothing to recover",
+                self.path,
+                trusted,
+            )
         del scan.records[kept:], scan.shapes[kept:], scan.has[kept:], scan.ranges[kept:]
         del scan.skeleton[scan.list_open_length :]
         scan.skeleton += b"]}"
@@ -498,8 +520,9 @@ class GzipJson(CaptureSource):
             return values
         for i, start, text in self._token_texts(int(wanted[0])):
             if self.has_attention[i]:
-                values[self.offsets[i] : self.offsets[i + 1]] = parse_token(text, self.path, start,
-                                                                            self.window_bytes).values()
+                values[self.offsets[i] : self.offsets[i + 1]] = parse_token(
+                    text, self.path, start, self.window_bytes
+                ).values()
         return values
 
     def __exit__(self, *exc_info) -> None:

@@ -61,8 +61,9 @@ def _write_column(group, name: str, column: np.ndarray) -> None:
             return
         except UnicodeEncodeError:  # lone surrogates from a JSON \ud800: keep them exactly as JSON text
             pass
-    dataset = group.create_dataset(name, data=[json.dumps(v) for v in values], shape=(len(values),),
-                                   dtype=h5py.string_dtype("utf-8"))
+    dataset = group.create_dataset(
+        name, data=[json.dumps(v) for v in values], shape=(len(values),), dtype=h5py.string_dtype("utf-8")
+    )
     dataset.attrs["encoding"] = "json"
 
 
@@ -95,8 +96,16 @@ def chunk_layers(layers: int, heads: int, max_context: int) -> int:
     return max(1, -(-layers // chunks))
 
 
-def convert(source, target: str, *, compression: str = "none", every: int = 1, tokens=None, force: bool = False,
-            progress: bool = False) -> dict:
+def convert(
+    source,
+    target: str,
+    *,
+    compression: str = "none",
+    every: int = 1,
+    tokens=None,
+    force: bool = False,
+    progress: bool = False,
+) -> dict:
     """Write ``source`` (an opened CaptureSource) as an HDF5 capture at ``target``; returns a summary."""
     import h5py
     from tqdm import tqdm
@@ -116,14 +125,24 @@ def convert(source, target: str, *, compression: str = "none", every: int = 1, t
     np.cumsum(shapes.prod(axis=1), out=offsets[1:])
     options = {} if compression == "none" else {"compression": compression}
     with atomic_path(target, force) as temporary, h5py.File(temporary, "w") as f:
-        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "halo_fast_version": __version__,
-                        "source": os.path.basename(source.path), "layers": layers, "heads": heads,
-                        "max_context": max_context, "metadata_json": json.dumps(source.metadata)})
+        f.attrs.update(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "halo_fast_version": __version__,
+                "source": os.path.basename(source.path),
+                "layers": layers,
+                "heads": heads,
+                "max_context": max_context,
+                "metadata_json": json.dumps(source.metadata),
+            }
+        )
         shape = (len(ids), layers, heads, max_context)
         if layers and heads and max_context:
             chunk = (1, chunk_layers(layers, heads, max_context), heads, max_context)
-            attention = f.create_dataset("attention", shape=shape, dtype="<f4", chunks=chunk, fillvalue=np.nan,
-                                         **options)
+            attention = f.create_dataset(
+                "attention", shape=shape, dtype="<f4", chunks=chunk, fillvalue=np.nan, **options
+            )
         else:
             attention = f.create_dataset("attention", shape=shape, dtype="<f4")
         flat = None
@@ -146,8 +165,12 @@ def convert(source, target: str, *, compression: str = "none", every: int = 1, t
             padded[:, :, :ctx] = values.reshape(layers, heads, ctx)
             padded[:, :, ctx:] = np.nan
             attention.write_direct(padded, dest_sel=np.s_[row])
-    return {"tokens": int(len(ids)), "tokens_with_attention": int(len(kept)), "shape": list(shape),
-            "compression": compression}
+    return {
+        "tokens": int(len(ids)),
+        "tokens_with_attention": int(len(kept)),
+        "shape": list(shape),
+        "compression": compression,
+    }
 
 
 def _subset(table: Table, ids: np.ndarray) -> Table:
@@ -164,7 +187,7 @@ class HDF5Source(TokenListSource):
         self.progress = progress
         self._file = None
 
-    def __enter__(self) -> "HDF5Source":
+    def __enter__(self) -> HDF5Source:
         import h5py
 
         try:
@@ -174,11 +197,17 @@ class HDF5Source(TokenListSource):
         try:
             f = self._file
             if f.attrs.get("format") != FORMAT:
-                raise CaptureError("an HDF5 file that is not a halo_fast capture (written by `convert`); "
-                                   "a `reduce` output holds reduced rows, not a capture", self.path)
+                raise CaptureError(
+                    "an HDF5 file that is not a halo_fast capture (written by `convert`); "
+                    "a `reduce` output holds reduced rows, not a capture",
+                    self.path,
+                )
             if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
-                raise CaptureError(f"HDF5 capture format_version {f.attrs['format_version']} is newer than this "
-                                   f"halo_fast reads ({FORMAT_VERSION})", self.path)
+                raise CaptureError(
+                    f"HDF5 capture format_version {f.attrs['format_version']} is newer than this "
+                    f"halo_fast reads ({FORMAT_VERSION})",
+                    self.path,
+                )
             self.metadata = json.loads(f.attrs["metadata_json"])
             self.attention = f["attention"]
             self.shapes = f["shapes"][()].astype(np.int64)
@@ -208,8 +237,9 @@ class HDF5Source(TokenListSource):
     def _check_flat(self, f) -> None:
         stored = f["offsets"][()]
         if not np.array_equal(stored, self.offsets) or self.flat.shape != (int(self.offsets[-1]),):
-            raise CaptureError("damaged HDF5 capture: 'offsets' or the length of 'values' disagree with 'shapes'",
-                               self.path)
+            raise CaptureError(
+                "damaged HDF5 capture: 'offsets' or the length of 'values' disagree with 'shapes'", self.path
+            )
 
     def read_token(self, i: int, out: np.ndarray) -> None:
         if self.flat is not None:
@@ -250,8 +280,13 @@ class HDF5Source(TokenListSource):
         dataset = self.attention
         layers, heads, width = dataset.shape[1:]
         chunks = dataset.chunks
-        raw = chunks is not None and chunks[0] == 1 and tuple(chunks[2:]) == (heads, width) and \
-            dataset.id.get_create_plist().get_nfilters() == 0 and dataset.dtype == np.dtype("<f4")
+        raw = (
+            chunks is not None
+            and chunks[0] == 1
+            and tuple(chunks[2:]) == (heads, width)
+            and dataset.id.get_create_plist().get_nfilters() == 0
+            and dataset.dtype == np.dtype("<f4")
+        )
         step = chunks[1] if raw else layers
         scratch = np.empty((step, heads, width), dtype="<f4")
         scratch_bytes = scratch.reshape(-1).view(np.uint8)
@@ -266,8 +301,12 @@ class HDF5Source(TokenListSource):
                 try:
                     dataset.id.read_direct_chunk((i, first, 0, 0), out=scratch_bytes)
                 except (KeyError, OSError, RuntimeError, ValueError) as exc:  # RuntimeError: chunk not stored
-                    raise CaptureError(f"damaged HDF5 capture: chunk of token {i}, layer {first}: {exc}", self.path,
-                                       None, self.step_of(i)) from None
+                    raise CaptureError(
+                        f"damaged HDF5 capture: chunk of token {i}, layer {first}: {exc}",
+                        self.path,
+                        None,
+                        self.step_of(i),
+                    ) from None
                 last = min(first + step, layers)
                 out[first:last] = scratch[: last - first, :, :ctx]
 
@@ -279,8 +318,9 @@ class LazyCapture(Capture):
     def __init__(self, source: HDF5Source):
         self._source = source
         self._values = None
-        super().__init__(source.metadata, source.prompt_table, source.token_table, None, source.offsets,
-                         source.shapes, source.path)
+        super().__init__(
+            source.metadata, source.prompt_table, source.token_table, None, source.offsets, source.shapes, source.path
+        )
 
     @property
     def values(self) -> np.ndarray:
@@ -314,15 +354,17 @@ class LazyCapture(Capture):
     def close(self) -> None:
         self._source.__exit__(None, None, None)
 
-    def __enter__(self) -> "LazyCapture":
+    def __enter__(self) -> LazyCapture:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"LazyCapture({self.path!r}: {len(self)} tokens, {self.n_layers} layers x {self.n_heads} heads, "
-                f"{len(self.prompt_tokens)} prompt tokens, {self.offsets[-1] * 4 / 1e6:.1f} MB float32 on disk)")
+        return (
+            f"LazyCapture({self.path!r}: {len(self)} tokens, {self.n_layers} layers x {self.n_heads} heads, "
+            f"{len(self.prompt_tokens)} prompt tokens, {self.offsets[-1] * 4 / 1e6:.1f} MB float32 on disk)"
+        )
 
 
 def open_lazy(path) -> LazyCapture:

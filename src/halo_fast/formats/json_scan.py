@@ -63,8 +63,9 @@ def check_data_content(mapped: MappedFile, events: np.ndarray) -> None:
             )
 
 
-def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16,
-                   recover: bool = False) -> Layout:
+def scan_structure(
+    mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16, recover: bool = False
+) -> Layout:
     """Pass 1: walk the file's structure, jumping over the bulk of each attention array.
 
     Structural bytes are indexed ``probe_bytes`` at a time (doubling while no array
@@ -121,7 +122,10 @@ def scan_structure(mapped: MappedFile, window_bytes: int, progress: bool = False
             raise CaptureError(st.WALK_MESSAGES[int(state[st.S_ERROR])], mapped.path, int(state[st.S_ERROR_AT]), step)
         raise CaptureError(
             f"truncated at byte {mapped.size} after {complete} complete generated tokens "
-            "(recover=True, or --recover, keeps them)", mapped.path, mapped.size, step,
+            "(recover=True, or --recover, keeps them)",
+            mapped.path,
+            mapped.size,
+            step,
         )
     lists = events[events[:, 0] == st.EVENT_TOKENS_OPEN]
     if len(lists) > 1:

@@ -38,7 +38,7 @@ class ScannedJson(CaptureSource):
         self.recover = recover
         self.mapped = MappedFile(path)
 
-    def __enter__(self) -> "ScannedJson":
+    def __enter__(self) -> ScannedJson:
         self.mapped.__enter__()
         try:
             self.layout = scan_structure(self.mapped, self.window_bytes, self.progress, recover=self.recover)
@@ -80,8 +80,16 @@ class ScannedJson(CaptureSource):
         return values
 
     def decode(self) -> np.ndarray:
-        return decode_attention(self.mapped, self.layout, self.tokens, self.shapes, self.has_attention, self.offsets,
-                                self.window_bytes, self.progress)
+        return decode_attention(
+            self.mapped,
+            self.layout,
+            self.tokens,
+            self.shapes,
+            self.has_attention,
+            self.offsets,
+            self.window_bytes,
+            self.progress,
+        )
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
         return reduce_attention(self, ids, plan)
@@ -93,7 +101,9 @@ def _public(recovery: dict | None) -> dict | None:
     return {key: recovery[key] for key in ("truncated_at", "complete_tokens", "partial_tokens", "kept_bytes")}
 
 
-def load_json(path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False, recover: bool = False) -> Capture:
+def load_json(
+    path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False, recover: bool = False
+) -> Capture:
     """Decode a single-JSON capture; see the module docstring for how."""
     with ScannedJson(path, window_bytes, progress, recover) as scan:
         return scan.capture()

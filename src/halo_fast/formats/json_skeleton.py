@@ -48,7 +48,7 @@ class Skeleton:
         self.path = mapped.path
 
     @classmethod
-    def from_text(cls, text: bytes, skeleton_starts: list, file_starts: list, path: str) -> "Skeleton":
+    def from_text(cls, text: bytes, skeleton_starts: list, file_starts: list, path: str) -> Skeleton:
         """A skeleton gathered elsewhere (a stream); piece k starts at skeleton_starts[k] / file_starts[k]."""
         skeleton = cls.__new__(cls)
         skeleton.text = text
@@ -178,7 +178,7 @@ def _plan_encoded(attention: dict, shapes, has_attention, i: int, path, offset, 
     from .encoded import check_encoded, is_encoded
 
     if not is_encoded(attention):
-        raise CaptureError("attention 'data' is a string without \"encoding\": \"base64\"", path, offset, step)
+        raise CaptureError('attention \'data\' is a string without "encoding": "base64"', path, offset, step)
     shape = shape_of(attention, path, offset, step)
     check_encoded(attention, shape[0] * shape[1] * shape[2], path, offset, step)
     shapes[i] = shape

@@ -28,8 +28,13 @@ def _decode_encoded_tokens(path, layout: Layout, tokens, offsets, values, ids) -
     from .encoded import decode_encoded
 
     for i in ids.tolist():
-        decode_encoded(tokens[i]["attention"], values[offsets[i] : offsets[i + 1]], path,
-                       int(layout.token_open[i]), tokens[i].get("step", i))
+        decode_encoded(
+            tokens[i]["attention"],
+            values[offsets[i] : offsets[i + 1]],
+            path,
+            int(layout.token_open[i]),
+            tokens[i].get("step", i),
+        )
 
 
 def _batches(ids: np.ndarray, sizes: np.ndarray, window_bytes: int, min_tokens: int) -> list[np.ndarray]:
@@ -63,8 +68,16 @@ def _reference_value(text: bytes, path: str, offset: int, step) -> np.float32:
         raise CaptureError(f"number out of float range: {exc}", path, offset, step) from None
 
 
-def decode_attention(mapped: MappedFile, layout: Layout, tokens, shapes, has_attention, offsets, window_bytes: int,
-                     progress: bool = False) -> np.ndarray:
+def decode_attention(
+    mapped: MappedFile,
+    layout: Layout,
+    tokens,
+    shapes,
+    has_attention,
+    offsets,
+    window_bytes: int,
+    progress: bool = False,
+) -> np.ndarray:
     """Pass 2: parse every data array into one float32 buffer, window by window."""
     import numba
 
@@ -121,8 +134,17 @@ def _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, 
         one = np.zeros(1, dtype=np.int64)
         rerun_hard = np.zeros((1, n_hard, 3), dtype=np.int64)
         rerun_status = np.zeros((1, 4), dtype=np.int64)
-        decode_arrays(mapped.bytes, layout.data_open[i : i + 1], layout.data_close[i : i + 1], offsets[i : i + 1],
-                      counts[i : i + 1], one, values, rerun_status, rerun_hard)
+        decode_arrays(
+            mapped.bytes,
+            layout.data_open[i : i + 1],
+            layout.data_close[i : i + 1],
+            offsets[i : i + 1],
+            counts[i : i + 1],
+            one,
+            values,
+            rerun_status,
+            rerun_hard,
+        )
         rows = rerun_hard[0]
     step = tokens[i].get("step", i)
     base = int(offsets[i])
@@ -130,7 +152,7 @@ def _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, 
         values[base + index] = _reference_value(mapped.read(start, stop), mapped.path, start, step)
 
 
-def reduce_attention(scan: "ScannedJson", ids: np.ndarray, plan) -> np.ndarray:
+def reduce_attention(scan: ScannedJson, ids: np.ndarray, plan) -> np.ndarray:
     """Pass 2, fused: parse and fold the selected tokens, never holding their full tensors.
 
     Returns float32 [len(ids), groups, max context], NaN beyond each token's context.
@@ -155,28 +177,63 @@ def reduce_attention(scan: "ScannedJson", ids: np.ndarray, plan) -> np.ndarray:
     n_rows = plan.n_layers * plan.n_heads
     encoded = ids[layout.data_open[ids] < 0]
     for i in encoded.tolist():  # base64 tokens: decode (no parsing), then fold
-        reduce_decoded(decode_one(scan, i), n_rows, int(contexts[i]), plan.row_group, plan.first_row,
-                       plan.group_size, plan.op_code, acc[0], counts[0], data[out_rows[i]])
+        reduce_decoded(
+            decode_one(scan, i),
+            n_rows,
+            int(contexts[i]),
+            plan.row_group,
+            plan.first_row,
+            plan.group_size,
+            plan.op_code,
+            acc[0],
+            counts[0],
+            data[out_rows[i]],
+        )
     ids = ids[layout.data_open[ids] >= 0]
     sizes = layout.data_close[ids] - layout.data_open[ids]
     with progress_bar(int(sizes.sum()), scan.progress, "reduce") as bar:
         for batch in _batches(ids, sizes, scan.window_bytes, n_threads):
             order = _interleave(batch, n_threads)
-            reduce_arrays(scan.mapped.bytes, layout.data_open, layout.data_close, contexts, out_rows, order, n_rows,
-                          plan.row_group, plan.first_row, plan.group_size, plan.op_code, acc, counts, data, status)
+            reduce_arrays(
+                scan.mapped.bytes,
+                layout.data_open,
+                layout.data_close,
+                contexts,
+                out_rows,
+                order,
+                n_rows,
+                plan.row_group,
+                plan.first_row,
+                plan.group_size,
+                plan.op_code,
+                acc,
+                counts,
+                data,
+                status,
+            )
             hard = batch[status[batch, 0] == ARRAY_HAS_HARD]
             status[hard, 0] = ARRAY_OK
             _check_status(scan.mapped, layout, scan.tokens, status, np.diff(scan.offsets), batch, MESSAGES, ARRAY_OK)
             for i in hard.tolist():  # rare: decode this token exactly, then fold it the same way
                 values = decode_one(scan, i)
-                reduce_decoded(values, n_rows, int(contexts[i]), plan.row_group, plan.first_row, plan.group_size,
-                               plan.op_code, acc[0], counts[0], data[out_rows[i]])
+                reduce_decoded(
+                    values,
+                    n_rows,
+                    int(contexts[i]),
+                    plan.row_group,
+                    plan.first_row,
+                    plan.group_size,
+                    plan.op_code,
+                    acc[0],
+                    counts[0],
+                    data[out_rows[i]],
+                )
             scan.mapped.release(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
             bar.update(int((layout.data_close[batch] - layout.data_open[batch]).sum()))
     return data
 
 
-def decode_one(scan: "ScannedJson", i: int) -> np.ndarray:
+def decode_one(scan: ScannedJson, i: int) -> np.ndarray:
     """One token's attention, decoded in full (hard numbers finished by the reference)."""
     from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
 
@@ -193,11 +250,24 @@ def decode_one(scan: "ScannedJson", i: int) -> np.ndarray:
     hard = np.zeros((1, HARD_SLOTS, 3), dtype=np.int64)
     counts = np.array([count], dtype=np.int64)
     zero = np.zeros(1, dtype=np.int64)
-    decode_arrays(scan.mapped.bytes, layout.data_open[i : i + 1], layout.data_close[i : i + 1], zero, counts, zero,
-                  values, status, hard)
+    decode_arrays(
+        scan.mapped.bytes,
+        layout.data_open[i : i + 1],
+        layout.data_close[i : i + 1],
+        zero,
+        counts,
+        zero,
+        values,
+        status,
+        hard,
+    )
     _check_status(scan.mapped, layout, [scan.tokens[i]], status, counts, zero, MESSAGES, ARRAY_OK)
-    local = Layout(layout.token_open[i : i + 1], layout.token_close[i : i + 1], layout.data_open[i : i + 1],
-                   layout.data_close[i : i + 1])
+    local = Layout(
+        layout.token_open[i : i + 1],
+        layout.token_close[i : i + 1],
+        layout.data_open[i : i + 1],
+        layout.data_close[i : i + 1],
+    )
     if status[0, 3]:
         _finish_hard(scan.mapped, local, [scan.tokens[i]], zero, counts, values, status, hard, 0, HARD_SLOTS)
     return values

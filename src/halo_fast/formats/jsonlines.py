@@ -30,8 +30,10 @@ from .token_list import TokenListSource, split_metadata
 
 GZIP_CHUNK = 1 << 20
 RECOVER_HINT = "(recover=True, or --recover, keeps them)"
-NOT_A_CUT = ("; recover=True does not skip it: only an unterminated last line (or a gzip stream ending early) "
-             "is truncation, a damaged line before it is corruption")
+NOT_A_CUT = (
+    "; recover=True does not skip it: only an unterminated last line (or a gzip stream ending early) "
+    "is truncation, a damaged line before it is corruption"
+)
 
 
 class GzipStreamError(CaptureError):
@@ -44,15 +46,18 @@ class GzipStreamError(CaptureError):
     where the lines yielded end.
     """
 
-    def __init__(self, kind: str, detail: str, path: str, text_end: int, lines_end: int, compressed_at: int,
-                 trusted: int):
+    def __init__(
+        self, kind: str, detail: str, path: str, text_end: int, lines_end: int, compressed_at: int, trusted: int
+    ):
         self.kind, self.detail = kind, detail
         self.text_end, self.lines_end, self.compressed_at, self.trusted = text_end, lines_end, compressed_at, trusted
         if kind == "early":
             message = f"gzip stream ends early at decompressed byte {text_end} (the .gz is cut short)"
         else:
-            message = (f"damaged gzip stream near compressed byte {compressed_at} ({detail}): gzip verifies its data "
-                       f"only at the end of each member, so only the first {trusted} decompressed bytes can be trusted")
+            message = (
+                f"damaged gzip stream near compressed byte {compressed_at} ({detail}): gzip verifies its data "
+                f"only at the end of each member, so only the first {trusted} decompressed bytes can be trusted"
+            )
         super().__init__(message, path, trusted)
 
 
@@ -82,8 +87,15 @@ def gz_lines(path: str, chunk: int = GZIP_CHUNK):
         yield offset, bytes(pending), False
         offset = text_end
     if not end.complete:
-        raise GzipStreamError("damaged" if end.damaged else "early", end.detail, path, text_end, offset,
-                              end.compressed_offset, end.trusted)
+        raise GzipStreamError(
+            "damaged" if end.damaged else "early",
+            end.detail,
+            path,
+            text_end,
+            offset,
+            end.compressed_offset,
+            end.trusted,
+        )
 
 
 def _is_metadata(record: dict) -> bool:
@@ -101,8 +113,15 @@ def _cut_is_metadata(text: bytes) -> bool:
 class JsonLines(TokenListSource):
     format_name = "jsonl"
 
-    def __init__(self, path, window_bytes: int = 4 << 20, progress: bool = False, strict: bool = False,
-                 gzipped: bool = False, recover: bool = False):
+    def __init__(
+        self,
+        path,
+        window_bytes: int = 4 << 20,
+        progress: bool = False,
+        strict: bool = False,
+        gzipped: bool = False,
+        recover: bool = False,
+    ):
         self.path = os.fspath(path)
         self.window_bytes = window_bytes
         self.progress = progress
@@ -143,7 +162,7 @@ class JsonLines(TokenListSource):
             m.release(position, end)
             position = end + 1
 
-    def __enter__(self) -> "JsonLines":
+    def __enter__(self) -> JsonLines:
         if not self.gzipped:
             self.mapped = MappedFile(self.path).__enter__()
         try:
@@ -192,9 +211,12 @@ class JsonLines(TokenListSource):
             keep = sum(1 for end in ends if end < trusted)
             if metadata_end is not None and metadata_end >= trusted:
                 cut["metadata_line"] = True
-            cut.update(truncated_at=trusted, complete_tokens=keep,
-                       partial_tokens=cut["partial_tokens"] + len(records) - keep,
-                       kept_bytes=ends[keep - 1] + 1 if keep else (metadata_end + 1 if metadata_end is not None else 0))
+            cut.update(
+                truncated_at=trusted,
+                complete_tokens=keep,
+                partial_tokens=cut["partial_tokens"] + len(records) - keep,
+                kept_bytes=ends[keep - 1] + 1 if keep else (metadata_end + 1 if metadata_end is not None else 0),
+            )
             del records[keep:], shapes[keep:], has[keep:], self._starts[keep:]
         if cut is not None:
             self._recovered(cut, metadata is None and not records and cut["partial_tokens"] == 0)
@@ -217,8 +239,9 @@ class JsonLines(TokenListSource):
         warnings.warn(f"{self.path}: {message}", stacklevel=4)
         return {}, []
 
-    def _cut_at(self, exc: CaptureError, lines, k: int, offset: int, buffer: bytearray, terminated: bool,
-                complete: int) -> dict:
+    def _cut_at(
+        self, exc: CaptureError, lines, k: int, offset: int, buffer: bytearray, terminated: bool, complete: int
+    ) -> dict:
         """Line ``k`` does not parse: a cut (the record of it) when it is an unterminated last line
         holding an object cut short (or a damaged gzip stream made it); otherwise raise."""
         from .token_object import PREFIX, SUFFIX, is_cut_object, step_in
@@ -236,18 +259,33 @@ class JsonLines(TokenListSource):
             if damage is not None and damage.kind != "early":
                 return self._stream_cut(damage, offset, int(not metadata_line), step, complete, metadata_line)
         if not terminated and is_cut_object(text, self.window_bytes):
-            return {"truncated_at": offset + len(text), "kept_bytes": offset, "partial_tokens": int(not metadata_line),
-                    "step": step, "metadata_line": metadata_line, "complete_tokens": complete, "stream": damage}
+            return {
+                "truncated_at": offset + len(text),
+                "kept_bytes": offset,
+                "partial_tokens": int(not metadata_line),
+                "step": step,
+                "metadata_line": metadata_line,
+                "complete_tokens": complete,
+                "stream": damage,
+            }
         reason = exc.reason
         if reason.startswith("truncated at byte"):  # a token object cut short, but not at the end of the file
             reason = "the line is an incomplete JSON object"
         where = exc.offset if exc.offset is not None else offset
         raise CaptureError(reason + (NOT_A_CUT if self.recover else ""), self.path, where, exc.step) from None
 
-    def _stream_cut(self, damage: GzipStreamError, kept: int, partial: int, step, complete: int,
-                    metadata_line: bool = False) -> dict:
-        return {"truncated_at": damage.text_end, "kept_bytes": kept, "partial_tokens": partial,
-                "step": step, "metadata_line": metadata_line, "complete_tokens": complete, "stream": damage}
+    def _stream_cut(
+        self, damage: GzipStreamError, kept: int, partial: int, step, complete: int, metadata_line: bool = False
+    ) -> dict:
+        return {
+            "truncated_at": damage.text_end,
+            "kept_bytes": kept,
+            "partial_tokens": partial,
+            "step": step,
+            "metadata_line": metadata_line,
+            "complete_tokens": complete,
+            "stream": damage,
+        }
 
     def _recovered(self, cut: dict, nothing_seen: bool) -> None:
         """Raise for a cut unless recovering; then keep the text before it and set ``recovery``."""
@@ -261,13 +299,18 @@ class JsonLines(TokenListSource):
             problem = f"truncated at decompressed byte {at}"
         why = f": {stream.reason}" if stream is not None and stream.kind == "damaged" else ""
         if not self.recover:
-            raise CaptureError(f"{problem} after {complete} complete generated tokens{why} {RECOVER_HINT}", self.path,
-                               at, cut["step"])
+            raise CaptureError(
+                f"{problem} after {complete} complete generated tokens{why} {RECOVER_HINT}", self.path, at, cut["step"]
+            )
         if cut["metadata_line"] or nothing_seen:
             raise CaptureError(f"{problem} before any generated token{why}: nothing to recover", self.path, at)
         self._end = cut["kept_bytes"]
-        self.recovery = {"truncated_at": at, "complete_tokens": complete, "partial_tokens": cut["partial_tokens"],
-                         "kept_bytes": cut["kept_bytes"]}
+        self.recovery = {
+            "truncated_at": at,
+            "complete_tokens": complete,
+            "partial_tokens": cut["partial_tokens"],
+            "kept_bytes": cut["kept_bytes"],
+        }
         if self.gzipped:
             self.recovery["offsets"] = "decompressed"
             if stream is not None:
@@ -313,6 +356,7 @@ class JsonLines(TokenListSource):
             i = rows.get(offset)
             if i is None or not self.has_attention[i]:
                 continue
-            values[self.offsets[i] : self.offsets[i + 1]] = parse_token(buffer, self.path, offset,
-                                                                        self.window_bytes).values()
+            values[self.offsets[i] : self.offsets[i + 1]] = parse_token(
+                buffer, self.path, offset, self.window_bytes
+            ).values()
         return values

@@ -24,7 +24,7 @@ class MappedFile:
         self._map = None
         self.bytes = np.empty(0, dtype=np.uint8)
 
-    def __enter__(self) -> "MappedFile":
+    def __enter__(self) -> MappedFile:
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:

@@ -93,8 +93,9 @@ def _relocated(exc: CaptureError, path: str, base_offset: int, size: int) -> Cap
     return CaptureError(reason, path, offset, exc.step)
 
 
-def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes: int = 4 << 20,
-                data_span: int | None = None) -> TokenObject:
+def parse_token(
+    buffer: bytearray, path: str, base_offset: int = 0, window_bytes: int = 4 << 20, data_span: int | None = None
+) -> TokenObject:
     """Structure pass over a framed token object (see ``framed``); the values are decoded by ``.values()``.
 
     ``data_span``: the caller cut the bulk of the attention array out of the text
@@ -131,8 +132,9 @@ def parse_token(buffer: bytearray, path: str, base_offset: int = 0, window_bytes
         record["attention"] = {k: v for k, v in attention.items() if k != "data"}
     scan = None
     if data_span is None:
-        scan = SimpleNamespace(layout=layout, offsets=offsets, mapped=mapped, tokens=tokens, path=path,
-                               base_offset=base_offset, size=size)
+        scan = SimpleNamespace(
+            layout=layout, offsets=offsets, mapped=mapped, tokens=tokens, path=path, base_offset=base_offset, size=size
+        )
     return TokenObject(record, shapes[0].copy(), bool(has_attention[0]), int(offsets[1]), scan)
 
 

@@ -45,10 +45,16 @@ def write_directory(path, *, kind: str = "bin", style: str = "js", skip=(), **kw
         token = synth.generated_token(step)
         ctx = synth.prompt + step
         has = synth.has_attention(step)
-        meta = {"file_index": step, "generation_step": step, "token_id": token["token_id"], "text": token["text"],
-                "position": token["position"], "timestamp": token["timestamp"],
-                "attention_shape": [synth.layers, synth.heads, ctx] if has else None,
-                "attention_context_length": ctx if has else None}
+        meta = {
+            "file_index": step,
+            "generation_step": step,
+            "token_id": token["token_id"],
+            "text": token["text"],
+            "position": token["position"],
+            "timestamp": token["timestamp"],
+            "attention_shape": [synth.layers, synth.heads, ctx] if has else None,
+            "attention_context_length": ctx if has else None,
+        }
         with open(base + "_meta.json", "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
         if has:
@@ -62,16 +68,22 @@ def _event(synth: SyntheticCapture, step: int, events: bool) -> dict:
     if synth.has_attention(step):
         values = synth.attention(step)
         ctx = synth.prompt + step
-        attention = {"format": "per_layer", "shape": [synth.layers, synth.heads, ctx], "context_length": ctx,
-                     "encoding": "base64", "dtype": "float32",
-                     "data": base64.b64encode(values.astype("<f4").tobytes()).decode("ascii")}
+        attention = {
+            "format": "per_layer",
+            "shape": [synth.layers, synth.heads, ctx],
+            "context_length": ctx,
+            "encoding": "base64",
+            "dtype": "float32",
+            "data": base64.b64encode(values.astype("<f4").tobytes()).decode("ascii"),
+        }
     if events:
         return {"type": "token", "token": token, "attention": attention}
     return {**token, "attention": attention}
 
 
-def jsonlines_bytes(*, style: str = "js", metadata: str = "line", encoding: str = "json", events: bool = False,
-                    **kwargs):
+def jsonlines_bytes(
+    *, style: str = "js", metadata: str = "line", encoding: str = "json", events: bool = False, **kwargs
+):
     """Lines of the JSON-lines form, one bytes object per line (generator)."""
     if style == "indent":
         raise ValueError("JSON lines cannot be indented")

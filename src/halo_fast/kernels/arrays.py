@@ -92,11 +92,8 @@ def decode_arrays(buf, starts, ends, out_starts, counts, order, out, status, har
     """Decode spans ``order[k]`` in parallel; status[i] = (code, position, parsed, hard count)."""
     for k in prange(order.shape[0]):
         i = order[k]
-        code, position, parsed, n_hard = decode_array(
-            buf, starts[i], ends[i], out, out_starts[i], counts[i], hard[i]
-        )
+        code, position, parsed, n_hard = decode_array(buf, starts[i], ends[i], out, out_starts[i], counts[i], hard[i])
         status[i, 0] = code
         status[i, 1] = position
         status[i, 2] = parsed
         status[i, 3] = n_hard
-

@@ -132,8 +132,9 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
 
 
 @kernel(parallel=True)
-def reduce_arrays(buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, first_row, group_size, op,
-                  acc, counts, out, status):
+def reduce_arrays(
+    buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, first_row, group_size, op, acc, counts, out, status
+):
     """reduce_array over tokens ``order[k]`` in parallel into out[out_rows[i], :, :ctx]."""
     n_groups = group_size.shape[0]
     for k in prange(order.shape[0]):
@@ -166,4 +167,3 @@ def reduce_decoded(values, n_rows, ctx, row_group, first_row, group_size, op, ac
             if op == OP_NANMEAN and x == x:
                 counts[g, c] += 1
     finish_groups(acc, counts, n_groups, ctx, op, group_size, out)
-

@@ -115,8 +115,18 @@ def first_non_number_byte(buf, start, end):
             continue
         if b == 46 or b == 45 or b == 43 or b == 101 or b == 69:  # . - + e E
             continue
-        if b == 110 or b == 117 or b == 108 or b == 78 or b == 97 or b == 73 or b == 102 or b == 105 \
-                or b == 116 or b == 121:  # letters of null, NaN, Infinity
+        if (
+            b == 110
+            or b == 117
+            or b == 108
+            or b == 78
+            or b == 97
+            or b == 73
+            or b == 102
+            or b == 105
+            or b == 116
+            or b == 121
+        ):  # letters of null, NaN, Infinity
             continue
         return p
     return -1
