@@ -124,8 +124,8 @@ def test_gzip(benchmark, capture, forms, expected, case):
 @pytest.mark.benchmark(group="convert")
 def test_convert(benchmark, capture, expected, tmp_path):
     """``convert`` in-process (uncompressed), JSON -> .h5; the result read back must be json's bits."""
-    from halo_fast.formats import open_capture
-    from halo_fast.formats.hdf5 import convert
+    from halo_fast import open_capture
+    from halo_fast.store.capture_h5 import convert
 
     target = str(tmp_path / "convert.h5")
 

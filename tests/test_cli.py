@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -71,7 +72,7 @@ def test_reduce_refuses_to_overwrite(capture, capsys):
         f.write("precious")
     assert main(["reduce", capture]) == 2
     assert "--force" in capsys.readouterr().err
-    assert open(output).read() == "precious"
+    assert Path(output).read_text() == "precious"
     assert main(["reduce", capture, "--force"]) == 0
     assert h5py.is_hdf5(output)
 
@@ -91,7 +92,7 @@ def test_failed_write_leaves_previous_output(capture, monkeypatch):
     output = capture.replace(".json", ".reduced.h5")
     with open(output, "w") as f:
         f.write("precious")
-    import halo_fast.store as store
+    import halo_fast.store.reduced as store
 
     def explode(path, arrays, attributes):
         with open(path, "w") as f:
@@ -101,7 +102,7 @@ def test_failed_write_leaves_previous_output(capture, monkeypatch):
     monkeypatch.setattr(store, "write_h5", explode)
     with pytest.raises(KeyboardInterrupt):
         store.save_reduced(halo_fast.reduce(capture), output, "h5", force=True)
-    assert open(output).read() == "precious"
+    assert Path(output).read_text() == "precious"
     assert sorted(os.listdir(os.path.dirname(output))) == ["cap.json", "cap.reduced.h5"]
 
 

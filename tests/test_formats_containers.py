@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import halo_fast
 from formats_common import SYNTH, assert_same_capture, assert_same_reduced
-from halo_fast.formats import open_capture
-from halo_fast.formats.writers import write_directory, write_jsonlines
+from halo_fast import open_capture
 from halo_fast.synth import write_capture
+from halo_fast.synth.writers import write_directory, write_jsonlines
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["probabilities", "logits"])
@@ -120,8 +121,8 @@ def test_stray_bin_and_missing_metadata(tmp_path):
 def test_broken_token_file_names_its_file(tmp_path):
     path = write_directory(tmp_path / "capture_1", kind="json", **SYNTH)
     broken = os.path.join(path, "token_00004.json")
-    text = open(broken, "rb").read()
-    open(broken, "wb").write(text.replace(b",", b",,", 30)[: len(text)])
+    text = Path(broken).read_bytes()
+    Path(broken).write_bytes(text.replace(b",", b",,", 30)[: len(text)])
     with pytest.raises(halo_fast.CaptureError) as error:
         halo_fast.load(path)
     assert error.value.path == broken and error.value.offset is not None and error.value.offset <= len(text)
@@ -130,9 +131,9 @@ def test_broken_token_file_names_its_file(tmp_path):
 def test_layers_must_agree_across_files(tmp_path):
     path = write_directory(tmp_path / "capture_1", kind="bin", **SYNTH)
     meta_path = os.path.join(path, "token_00004_meta.json")
-    meta = json.load(open(meta_path))
+    meta = json.loads(Path(meta_path).read_text())
     meta["attention_shape"] = [2, 3, meta["attention_shape"][2]]
-    json.dump(meta, open(meta_path, "w"))
+    Path(meta_path).write_text(json.dumps(meta))
     with pytest.raises(halo_fast.CaptureError, match="layers x"):
         halo_fast.load(path)
 

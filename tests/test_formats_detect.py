@@ -12,8 +12,8 @@ import pytest
 import halo_fast
 from formats_common import SYNTH, assert_same_capture
 from halo_fast.formats.detect import detect
-from halo_fast.formats.writers import _event, _synth, gzip_file
 from halo_fast.synth import write_capture
+from halo_fast.synth.writers import _event, _synth, gzip_file
 
 
 def b64(values: np.ndarray) -> str:

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 import halo_fast
 from formats_common import SYNTH, assert_same_capture, assert_same_reduced
 from halo_fast.formats.detect import detect
-from halo_fast.formats.gzipped import GzipJson
+from halo_fast.formats.base import SourceOptions
+from halo_fast.formats.json_gz import GzipJson
 from halo_fast.formats.json_single import ScannedJson
 from halo_fast.synth import write_capture
 from reference import STYLES, assert_capture_matches, capture_documents, examples
@@ -42,7 +43,7 @@ def gzipped(path: str, level: int = 6, members: int = 1) -> str:
 
 def load_gz(path: str, chunk: int | None = None, threaded: bool = True, recover: bool = False):
     kwargs = {} if chunk is None else {"chunk_bytes": chunk}
-    with GzipJson(path, recover=recover, threaded=threaded, **kwargs) as source:
+    with GzipJson(path, options=SourceOptions(recover=recover), threaded=threaded, **kwargs) as source:
         return source.capture()
 
 

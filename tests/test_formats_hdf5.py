@@ -11,10 +11,11 @@ import pytest
 
 import halo_fast
 from formats_common import SYNTH, assert_same_capture, assert_same_reduced
-from halo_fast.formats import open_capture
-from halo_fast.formats.hdf5 import convert, open_lazy
-from halo_fast.formats.writers import write_directory
+from halo_fast import open_capture
+from halo_fast.formats.hdf5 import open_lazy
+from halo_fast.store.capture_h5 import convert
 from halo_fast.synth import write_capture
+from halo_fast.synth.writers import write_directory
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def test_flat_values_and_padded_attention_hold_the_same_numbers(tmp_path, origin
     ],
 )
 def test_chunks_split_layers_evenly(layers, heads, width, k):
-    from halo_fast.formats.hdf5 import CHUNK_BYTES, chunk_layers
+    from halo_fast.store.capture_h5 import CHUNK_BYTES, chunk_layers
 
     assert chunk_layers(layers, heads, width) == k
     assert k * heads * width * 4 <= CHUNK_BYTES or k == 1

@@ -8,6 +8,7 @@ import json
 import os
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import halo_fast
+from halo_fast import open_capture
 from halo_fast.cli.main import main
-from halo_fast.formats import open_capture
-from halo_fast.formats.writers import jsonlines_bytes, write_directory
 from halo_fast.synth import write_capture
+from halo_fast.synth.writers import jsonlines_bytes, write_directory
 
 TINY = dict(layers=1, heads=1, prompt=8, tokens=4, seed=2)  # small enough to cut at every byte of its token lines
 LARGER = dict(layers=2, heads=2, prompt=12, tokens=6, seed=3)
@@ -333,7 +334,7 @@ def test_gzip_checksum_mismatch_trusts_only_whole_members_before_it(tmp_path, la
     assert cap.recovery["truncated_at"] == split and cap.recovery["complete_tokens"] == complete
     assert_tokens(cap, larger, range(complete))
     single = write(tmp_path / "crc1.jsonl.gz", bytes(bytearray(gzip.compress(lines.text, mtime=0))))
-    broken = bytearray(open(single, "rb").read())
+    broken = bytearray(Path(single).read_bytes())
     broken[-8] ^= 1  # one member only: nothing is trusted
     write(single, bytes(broken))
     with pytest.raises(halo_fast.CaptureError, match="nothing to recover"):

@@ -373,8 +373,8 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return original(values, style)
 
-    original = synth.format_floats
-    monkeypatch.setattr(synth, "format_floats", boom)
+    original = synth.writers.format_floats
+    monkeypatch.setattr(synth.writers, "format_floats", boom)
     with pytest.raises(RuntimeError):
         write_capture(tmp_path / "x.json", layers=2, heads=2, prompt=20, tokens=6, workers=0)
     assert os.listdir(tmp_path) == []

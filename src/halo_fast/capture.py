@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .reduction import Axes, Reduced, Selection, TokenRange, reduce_capture
+
 PROMPT_COLUMNS = ("token_id", "text", "position", "turn_id", "sentence_id", "message_role")
 TOKEN_COLUMNS = ("step", "token_id", "text", "position", "timestamp", "context_length", "has_attention")
 TEXT_COLUMNS = frozenset({"text", "message_role"})
@@ -57,7 +59,7 @@ class Table:
         return f"Table({self._length} rows: {', '.join(self._columns)})"
 
 
-def _field(record: Mapping[str, Any], name: str):
+def _field(record: Mapping[str, Any], name: str) -> Any:
     if not isinstance(record, Mapping):
         return None
     if name in record:
@@ -141,10 +143,16 @@ class Capture:
         with_attention = np.flatnonzero(self.tokens["has_attention"])
         return int(self.shapes[with_attention[0], 1]) if len(with_attention) else 0
 
-    def reduce(self, op="mean", over=("layers", "heads"), layers=None, heads=None, every=1, tokens=None):
+    def reduce(
+        self,
+        op: str = "mean",
+        over: Axes = ("layers", "heads"),
+        layers: Selection = None,
+        heads: Selection = None,
+        every: int = 1,
+        tokens: TokenRange = None,
+    ) -> Reduced:
         """Mean (max, min, sum, nanmean) over layers and/or heads; see :func:`halo_fast.reduce`."""
-        from .reduction import reduce_capture
-
         return reduce_capture(self, op, over, layers, heads, every, tokens)
 
     def __repr__(self) -> str:

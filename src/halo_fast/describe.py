@@ -27,7 +27,7 @@ def value_kind(attention: np.ndarray) -> tuple[str, float, float]:
 
 
 def describe(path, samples: int = 3, recover: bool = False) -> dict:
-    from .formats import open_capture
+    from .api import open_capture
 
     with open_capture(path, recover=recover) as scan:
         with_attention = np.flatnonzero(scan.has_attention)

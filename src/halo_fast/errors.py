@@ -11,7 +11,7 @@ class CaptureError(ValueError):
     in the file, or None), ``step`` (generation step, or None).
     """
 
-    def __init__(self, message: str, path=None, offset: int | None = None, step: int | None = None):
+    def __init__(self, message: str, path: object = None, offset: int | None = None, step: object = None) -> None:
         self.reason = message
         self.path = None if path is None else str(path)
         self.offset = offset

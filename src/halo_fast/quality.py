@@ -14,7 +14,7 @@ def check(path, *, recover: bool = False, progress: bool = False, tolerance: flo
     """A data-quality report; ``report["ok"]`` is False when anything is wrong."""
     from tqdm import tqdm
 
-    from .formats import open_capture
+    from .api import open_capture
     from .kernels.rowstats import row_stats
 
     with open_capture(path, recover=recover) as source:

@@ -1,21 +1,33 @@
 """Layer/head reductions and token sampling: the guide's "mean over layers and heads per step".
 
-``reduce(path, ...)`` streams: each token's numbers are parsed and folded in one
-pass, so memory does not grow with the file. ``Capture.reduce`` applies the very
-same fold to an already decoded capture, so both give identical numbers.
+The reduction core, below every format: plans (which layer/head rows fold into
+which output row), step selections, the fold of decoded tokens and the ``Reduced``
+result. ``halo_fast.reduce(path, ...)`` (api.py) streams a file through a format's
+own fold; ``Capture.reduce`` applies ``fold_tokens`` to a decoded capture; both give
+identical numbers.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .capture import Capture, Table
-from .errors import CaptureError
+if TYPE_CHECKING:  # a Capture and a Table are only read here; capture.py imports this module
+    from .capture import Capture, Table
+
 
 AXES = ("layers", "heads")
+
+#: Which layers or heads: an index, indices, a slice, text like "20-27", "-4:", "0,3,5", or None (all).
+Selection = int | str | slice | Sequence[int] | np.ndarray | None
+#: Which steps: "START:STOP" (either may be empty) or (start, stop) with None for open ends, or None (all).
+TokenRange = str | tuple[int | None, int | None] | None
+#: What to reduce over: "layers", "heads", or both.
+Axes = str | tuple[str, ...]
 
 
 @dataclass
@@ -75,7 +87,7 @@ class Reduced:
         )
 
 
-def parse_selection(spec, n: int, name: str) -> np.ndarray:
+def parse_selection(spec: Selection, n: int, name: str) -> np.ndarray:
     """Sorted unique indices from an int, list, slice, or text like "20-27", "-4:", "0,3,5" (None: all)."""
     if spec is None:
         return np.arange(n, dtype=np.int64)
@@ -115,7 +127,7 @@ def parse_selection(spec, n: int, name: str) -> np.ndarray:
     return np.unique(np.array(out, dtype=np.int64))
 
 
-def make_plan(op: str, over, layers, heads, n_layers: int, n_heads: int) -> ReducePlan:
+def make_plan(op: str, over: Axes, layers: Selection, heads: Selection, n_layers: int, n_heads: int) -> ReducePlan:
     from .kernels.reduce import OPS
 
     if op not in OPS:
@@ -142,7 +154,9 @@ def make_plan(op: str, over, layers, heads, n_layers: int, n_heads: int) -> Redu
     return ReducePlan(op, over, layer_ids, head_ids, n_layers, n_heads, row_group, first_row, group_size)
 
 
-def select_tokens(steps: np.ndarray, has_attention: np.ndarray, every: int = 1, tokens=None) -> np.ndarray:
+def select_tokens(
+    steps: np.ndarray, has_attention: np.ndarray, every: int = 1, tokens: TokenRange = None
+) -> np.ndarray:
     """Indices of tokens to keep: with attention, step in [start, stop), (step - start) % every == 0."""
     if int(every) < 1:
         raise ValueError(f"every must be >= 1, got {every}")
@@ -156,14 +170,15 @@ def select_tokens(steps: np.ndarray, has_attention: np.ndarray, every: int = 1, 
     return np.flatnonzero(keep)
 
 
-def _token_range(tokens):
+def _token_range(tokens: TokenRange) -> tuple[int | None, int | None]:
     if tokens is None:
         return None, None
     if isinstance(tokens, str):
         parts = tokens.split(":")
         if len(parts) != 2:
             raise ValueError(f"tokens range must look like START:STOP, got {tokens!r}")
-        return tuple(int(x) if x.strip() else None for x in parts)
+        start_text, stop_text = parts
+        return (int(start_text) if start_text.strip() else None, int(stop_text) if stop_text.strip() else None)
     start, stop = tokens
     return start, stop
 
@@ -180,9 +195,10 @@ def finish(
     metadata: dict,
     plan: ReducePlan,
     every: int,
-    tokens,
-    source,
+    tokens: TokenRange,
+    source: str | None,
 ) -> Reduced:
+    """The ``Reduced`` of folded ``data`` (``[len(ids), groups, C]``) for the tokens ``ids`` of a table."""
     if plan.over == AXES:
         data = data[:, 0, :]
     return Reduced(
@@ -204,7 +220,9 @@ def finish(
     )
 
 
-def fold_tokens(plan: ReducePlan, ids: np.ndarray, shapes: np.ndarray, values_of) -> np.ndarray:
+def fold_tokens(
+    plan: ReducePlan, ids: np.ndarray, shapes: np.ndarray, values_of: Callable[[int], np.ndarray]
+) -> np.ndarray:
     """Fold already decoded tokens one by one (``values_of(i)``: token i's flat float32 values).
 
     The same arithmetic as the streaming JSON kernel, so every route gives identical numbers.
@@ -232,50 +250,17 @@ def fold_tokens(plan: ReducePlan, ids: np.ndarray, shapes: np.ndarray, values_of
     return data
 
 
-def reduce_capture(cap: Capture, op="mean", over=AXES, layers=None, heads=None, every=1, tokens=None) -> Reduced:
+def reduce_capture(
+    cap: Capture,
+    op: str = "mean",
+    over: Axes = AXES,
+    layers: Selection = None,
+    heads: Selection = None,
+    every: int = 1,
+    tokens: TokenRange = None,
+) -> Reduced:
     """The same reduction on a decoded Capture (used by ``Capture.reduce``)."""
     plan = make_plan(op, over, layers, heads, cap.n_layers, cap.n_heads)
     ids = select_tokens(cap.tokens["step"], cap.tokens["has_attention"], every, tokens)
     data = fold_tokens(plan, ids, cap.shapes, lambda i: cap.values[cap.offsets[i] : cap.offsets[i + 1]])
     return finish(data, ids, cap.tokens, cap.prompt_tokens, cap.metadata, plan, every, tokens, cap.path)
-
-
-def reduce(
-    source,
-    op="mean",
-    over=AXES,
-    layers=None,
-    heads=None,
-    every=1,
-    tokens=None,
-    *,
-    recover=False,
-    strict=False,
-    progress=False,
-    window_bytes=None,
-) -> Reduced:
-    """Reduce a capture over layers and/or heads, streaming from the file.
-
-    ``op``: mean, max, min, sum (NaN propagates) or nanmean; ``over``: "layers",
-    "heads" or both; ``layers`` / ``heads``: which to keep first (int, list, slice,
-    "20-27", "-4:"); ``every``: keep every Nth step; ``tokens``: (start, stop) steps;
-    ``recover``: reduce the complete tokens of a truncated file (``result.extra["recovery"]``).
-    """
-    if isinstance(source, Capture):
-        return reduce_capture(source, op, over, layers, heads, every, tokens)
-    from .formats import open_capture
-
-    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as capture:
-        with_attention = np.flatnonzero(capture.has_attention)
-        if not len(with_attention):
-            raise CaptureError("no generated token has attention to reduce", capture.path, None)
-        n_layers, n_heads = (int(d) for d in capture.shapes[with_attention[0], :2])
-        plan = make_plan(op, over, layers, heads, n_layers, n_heads)
-        ids = select_tokens(capture.token_table["step"], capture.has_attention, every, tokens)
-        data = capture.reduce(ids, plan)
-        result = finish(
-            data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens, capture.path
-        )
-        if capture.recovery is not None:
-            result.extra["recovery"] = capture.recovery
-        return result

@@ -17,7 +17,6 @@ Modules, one analysis each: ``sentences`` (question 1), ``decay`` (2-4), ``dista
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 
@@ -49,8 +48,10 @@ def open_reduced(
     made; ``every`` and ``tokens`` are then applied to its rows, and the other options must be
     left at their defaults (a ValueError says so, rather than answering for another reduction).
     """
+    from ..api import reduce
     from ..capture import Capture
-    from ..reduction import Reduced, reduce
+    from ..reduction import Reduced
+    from ..store import is_reduced_h5, load_reduced
 
     options = dict(op=op, over=over, layers=layers, heads=heads, every=every, tokens=tokens)
     if isinstance(source, Capture):
@@ -60,9 +61,9 @@ def open_reduced(
         return _subset_rows(source, every, tokens)
     path = os.fspath(source)
     lower = path.lower()
-    if lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and _is_reduced_h5(path)):
+    if lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(path)):
         _refuse_reduce_options(path, op, over, layers, heads)
-        return _subset_rows(_read_reduced(path), every, tokens)
+        return _subset_rows(load_reduced(path), every, tokens)
     return reduce(path, recover=recover, **options)
 
 
@@ -72,59 +73,6 @@ def _refuse_reduce_options(what: str, op, over, layers, heads) -> None:
         raise ValueError(
             f"{what} is already reduced: --op, --layers, --heads (and a per-layer view) apply to captures only"
         )
-
-
-def _is_reduced_h5(path: str) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return "reduced" in f and "steps" in f
-    except OSError:
-        return False
-
-
-def _read_reduced(path: str):
-    from ..capture import Table
-    from ..reduction import Reduced
-
-    if path.lower().endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-        attrs = json.loads(str(arrays.pop("attributes_json")))
-        prompt = {name[len("prompt_") :]: arrays[name] for name in arrays if name.startswith("prompt_")}
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            arrays = {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
-            prompt = {name: f["prompt"][name][()] for name in f["prompt"]} if "prompt" in f else {}
-            attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
-    prompt = {k: (_texts(v) if v.dtype.kind in "OSU" else v) for k, v in prompt.items()}
-    over = tuple(str(attrs.get("over", "layers,heads")).split(","))
-    data = np.asarray(arrays["reduced"], dtype=np.float32)
-    tokens = attrs.get("tokens") or ""
-    return Reduced(
-        data=data,
-        steps=np.asarray(arrays["steps"], dtype=np.int64),
-        context_lengths=np.asarray(arrays["context_length"], dtype=np.int64),
-        positions=np.asarray(arrays.get("position", np.zeros(len(data), np.int64))),
-        token_ids=np.asarray(arrays.get("token_id", np.zeros(len(data), np.int64))),
-        texts=_texts(arrays.get("text", np.array([""] * len(data)))),
-        prompt=Table(prompt),
-        metadata=json.loads(attrs.get("metadata_json") or "{}"),
-        op=str(attrs.get("op", "mean")),
-        over=over,
-        layers=list(np.atleast_1d(attrs.get("layers", []))),
-        heads=list(np.atleast_1d(attrs.get("heads", []))),
-        every=int(attrs.get("every", 1)),
-        tokens=tuple(int(x) if x else None for x in tokens.split(":")) if tokens else None,
-        source=path,
-    )
-
-
-def _texts(values) -> np.ndarray:
-    return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values], dtype=object)
 
 
 def _subset_rows(red, every, tokens):

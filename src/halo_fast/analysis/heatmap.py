@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from ..store import atomic_path, output_beside
 from . import matrix, open_reduced, planted_groups, prompt_length, sentence_index, to_probabilities, value_kind
 
 INSTALL_HINT = "pip install 'halo_fast[plot]' (or pip install matplotlib)"
@@ -34,7 +35,6 @@ LOG_FLOOR_PERCENTILE = 0.1
 PALETTE = ("tab:green", "tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
 NAMED_LINES = 8  # at most len(PALETTE)
 MAX_SENTENCE_LABELS = 60
-OUTPUT_SUFFIXES = (".reduced.h5", ".json.gz", ".jsonl.gz", ".json", ".jsonl", ".gz", ".h5", ".npz")
 
 
 class MissingDependency(ImportError):
@@ -48,16 +48,6 @@ def require_matplotlib():
     except ImportError:
         raise MissingDependency(f"drawing needs matplotlib, which is not installed: {INSTALL_HINT}") from None
     return matplotlib
-
-
-def output_beside(source, suffix: str) -> str:
-    """``capture.json`` -> ``capture<suffix>`` in the same folder (a capture folder: beside it)."""
-    stem = os.fspath(source).rstrip("/" + os.sep) or "."
-    for known in OUTPUT_SUFFIXES:
-        if stem.lower().endswith(known):
-            stem = stem[: -len(known)]
-            break
-    return stem + suffix
 
 
 def heatmap(
@@ -102,7 +92,6 @@ def heatmap(
         ax = _axes(fig, 2.45)
         vmin, vmax = _draw_heatmap(fig, ax, steps, probs[:, :n_prompt], sent, member, log)
     ax.set_title(_title(red, kind, sentences, log), fontsize=10)
-    from ..store import atomic_path
 
     with atomic_path(path, force) as temporary:
         fig.savefig(temporary, format="png", dpi=dpi)

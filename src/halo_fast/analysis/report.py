@@ -31,8 +31,9 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..store import atomic_path, output_beside
 from . import matrix, open_reduced, to_probabilities, value_kind
-from ._cli import fmt
+from .text import fmt
 
 LOCAL_RATIO_NEEDED = 2.0
 FADING_MIN_R2 = 0.5
@@ -54,10 +55,9 @@ def report(
     Existing outputs raise FileExistsError unless ``force``. Without matplotlib the report is still
     written, with a one-line note instead of the image (``summary["heatmap"]`` is None).
     """
-    from ..store import atomic_path
     from .decay import decay_analysis
     from .distance import distance_analysis
-    from .heatmap import MissingDependency, heatmap, output_beside, require_matplotlib
+    from .heatmap import MissingDependency, heatmap, require_matplotlib
     from .prune import prune
     from .sentences import sentence_attention
     from .stats import step_stats
@@ -275,7 +275,7 @@ def _group_of(parts) -> dict:
 def _markdown(parts, answers, image, note) -> str:
     red, kind, s = parts["red"], parts["kind"], parts["sentences"]
     steps = np.asarray(red.steps)
-    from .. import __version__
+    from .._version import __version__
 
     name = os.path.basename(red.source or "") or "capture"
     step_text = f"{len(steps)} steps ({steps[0]}..{steps[-1]})" if len(steps) else "no steps"

@@ -1,4 +1,4 @@
-"""Halo Weave's scoring rules, replayed offline on the reduced attention (FORMATS.md §4).
+"""Halo Weave's scoring rules, replayed offline on the reduced attention (docs/analysis.md, "Scoring rules").
 
 All rules see probabilities (a logit capture is softmaxed per row first) and score the
 positions ``0..N-1`` (default: every column; ``prompt_only``: the prompt). A position is

@@ -230,7 +230,7 @@ HALO_FAST_PRELOAD = {
     "hdf5": ("numpy", "h5py", "halo_fast.formats.hdf5", "halo_fast.reduction"),
     "directory": ("numpy", "halo_fast.formats.directory", "halo_fast.reduction"),
     "jsonl.gz": PRELOAD["halo_fast"] + ("halo_fast.formats.jsonlines",),
-    "json.gz": PRELOAD["halo_fast"] + ("halo_fast.formats.gzipped",),
+    "json.gz": PRELOAD["halo_fast"] + ("halo_fast.formats.json_gz",),
 }
 DESCRIPTIONS = {
     "halo_fast": "halo_fast.load / halo_fast.reduce (numba, memory-mapped, parallel)",

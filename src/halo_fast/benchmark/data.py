@@ -149,7 +149,7 @@ def matches_synth(cap: dict) -> bool:
     """Whether the cached JSON capture holds what ``halo_fast.synth`` writes today (its last token, bit for bit)."""
     import numpy as np
 
-    from ..formats import open_capture
+    from ..api import open_capture
     from ..synth import SyntheticCapture
 
     step = cap["tokens"] - 1
@@ -226,7 +226,7 @@ def _synth_args(cap: dict) -> dict:
 
 
 def _write_bin(cap: dict, target: str) -> dict:
-    from ..formats.writers import write_directory
+    from ..synth.writers import write_directory
 
     write_directory(target, kind="bin", style=cap["params"]["style"], **_synth_args(cap))
     names = [n for n in os.listdir(target) if n.endswith("_attn.bin")]
@@ -259,7 +259,7 @@ def _write_h5(cap: dict, target: str) -> dict:
 def _write_jsonl_gz(cap: dict, target: str) -> dict:
     import gzip
 
-    from ..formats.writers import jsonlines_bytes
+    from ..synth.writers import jsonlines_bytes
 
     text = 0
     with gzip.open(target, "wb", compresslevel=6) as f:
@@ -270,7 +270,7 @@ def _write_jsonl_gz(cap: dict, target: str) -> dict:
 
 
 def _write_json_gz(cap: dict, target: str) -> dict:
-    from ..formats.writers import gzip_file
+    from ..synth.writers import gzip_file
 
     gzip_file(cap["path"], target, level=6)
     return {"text_bytes": cap["bytes"]}

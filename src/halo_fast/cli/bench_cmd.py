@@ -12,7 +12,7 @@ import json
 import shlex
 import sys
 
-from .main import UsageError
+from .common import UsageError
 
 QUICK = {"size": "20MB", "sizes": "10MB,20MB", "repeat": 3}
 FULL = {"size": "1GB", "sizes": "0.1GB,0.5GB,1GB,2GB", "repeat": 5}

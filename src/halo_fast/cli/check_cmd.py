@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .reduce_cmd import warn_recovery
+from .common import warn_recovery
 
 
 def add_parser(subparsers) -> None:

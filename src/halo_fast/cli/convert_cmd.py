@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-from .main import UsageError, check_output
+from ..store import output_beside
+from .common import UsageError, check_output
 
 
 def add_parser(subparsers) -> None:
@@ -40,20 +41,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def default_output(capture: str) -> str:
-    stem = capture.rstrip("/" + os.sep)
-    for suffix in (".json.gz", ".jsonl.gz", ".json", ".jsonl", ".gz"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return f"{stem}.h5"
-
-
 def run(args) -> int:
-    from ..formats import open_capture
-    from ..formats.hdf5 import convert
+    from ..api import open_capture
+    from ..store.capture_h5 import convert
 
-    output = args.output or default_output(args.capture)
+    output = args.output or output_beside(args.capture, ".h5")
     if os.path.abspath(output) == os.path.abspath(args.capture):
         raise UsageError(f"the output {output} is the input")
     check_output(output, args.force)

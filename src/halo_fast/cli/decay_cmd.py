@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis._cli import add_common
+    from .common import add_common
 
     p = subparsers.add_parser(
         "decay",
@@ -21,8 +21,9 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..analysis import parse_groups
-    from ..analysis._cli import dump, reduce_options, table, usage_errors
     from ..analysis.decay import decay_analysis
+    from ..analysis.text import dump, table
+    from .common import reduce_options, usage_errors
 
     with usage_errors():
         groups = parse_groups(args.group) if args.group else None

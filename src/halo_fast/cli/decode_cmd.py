@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .reduce_cmd import warn_recovery
+from .common import warn_recovery
 
 
 def add_parser(subparsers) -> None:

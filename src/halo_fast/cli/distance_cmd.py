@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis._cli import add_common
+    from .common import add_common
 
     p = subparsers.add_parser(
         "distance",
@@ -20,8 +20,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..analysis._cli import dump, fmt, reduce_options, usage_errors
     from ..analysis.distance import distance_analysis
+    from ..analysis.text import dump, fmt
+    from .common import reduce_options, usage_errors
 
     with usage_errors():
         if args.window < 1:

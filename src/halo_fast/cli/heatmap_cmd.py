@@ -6,7 +6,7 @@ import sys
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis._cli import add_common
+    from .common import add_common
 
     p = subparsers.add_parser(
         "heatmap",
@@ -43,8 +43,10 @@ def missing_matplotlib(exc) -> int:
 
 def run(args) -> int:
     from ..analysis import parse_groups
-    from ..analysis._cli import check_output, dump, fmt, reduce_options, usage_errors
-    from ..analysis.heatmap import MissingDependency, heatmap, output_beside, require_matplotlib
+    from ..analysis.heatmap import MissingDependency, heatmap, require_matplotlib
+    from ..analysis.text import dump, fmt
+    from ..store import output_beside
+    from .common import check_output, reduce_options, usage_errors
 
     output = args.output or output_beside(args.source, ".sentences.png" if args.sentences else ".heatmap.png")
     with usage_errors():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .reduce_cmd import warn_recovery
+from .common import warn_recovery
 
 
 def add_parser(subparsers) -> None:

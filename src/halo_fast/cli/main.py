@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from ..errors import CaptureError
+from .common import UsageError
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
 SUBCOMMANDS = [
@@ -33,21 +33,8 @@ SUBCOMMANDS = [
 ]
 
 
-class UsageError(Exception):
-    """A command line that asks for something impossible (exit code 2)."""
-
-
-def check_output(path: str, force: bool) -> None:
-    """Before any long work: the output's folder exists, and an existing output needs --force."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"the output folder does not exist: {folder}")
-    if os.path.exists(path) and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="python -m halo_fast",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis._cli import add_common
     from ..analysis.prune import POLICIES
+    from .common import add_common
 
     p = subparsers.add_parser(
         "prune",
@@ -26,9 +26,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..analysis._cli import check_output, dump, reduce_options, table, usage_errors
     from ..analysis.prune import prune
+    from ..analysis.text import dump, table
     from ..store import atomic_path
+    from .common import check_output, reduce_options, usage_errors
 
     policies = [x.strip() for x in args.policies.split(",") if x.strip()]
     with usage_errors():

@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 
-from .main import UsageError, check_output
+from ..store import output_beside
+from .common import UsageError, check_output, warn_recovery
 
 
 def add_parser(subparsers) -> None:
@@ -36,31 +37,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def default_output(capture: str, fmt: str) -> str:
-    stem = capture
-    for suffix in (".json.gz", ".jsonl.gz", ".json", ".jsonl", ".gz", ".h5"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return f"{stem}.reduced.{fmt}"
-
-
-def warn_recovery(path: str, recovery: dict | None) -> None:
-    if not recovery:
-        return
-    if recovery.get("truncated_files"):  # a capture directory
-        files = recovery["truncated_files"]
-        where = f"is truncated: token files cut short ({', '.join(files[:5])}{', ...' if len(files) > 5 else ''})"
-    else:
-        unit = "decompressed byte" if recovery.get("offsets") == "decompressed" else "byte"
-        where = f"is truncated at {unit} {recovery['truncated_at']}"
-    print(
-        f"warning: {path} {where}: kept {recovery['complete_tokens']} complete generated tokens, "
-        f"dropped {recovery['partial_tokens']} partial one(s)",
-        file=sys.stderr,
-    )
-
-
 def top_positions(reduced, k: int) -> list[dict]:
     """Prompt positions with the highest attention averaged over all kept steps."""
     n_prompt = len(reduced.prompt)
@@ -77,11 +53,11 @@ def top_positions(reduced, k: int) -> list[dict]:
 
 
 def run(args) -> int:
-    from ..reduction import reduce
+    from ..api import reduce
     from ..store import save_reduced
 
     fmt = args.format or ("npz" if args.output and args.output.endswith(".npz") else "h5")
-    output = args.output or default_output(args.capture, fmt)
+    output = args.output or output_beside(args.capture, f".reduced.{fmt}")
     check_output(output, args.force)
     over = tuple(axis.strip() for axis in args.over.split(",") if axis.strip())
     started = time.perf_counter()

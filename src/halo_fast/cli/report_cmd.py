@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis._cli import add_common
+    from .common import add_common
 
     p = subparsers.add_parser(
         "report",
@@ -35,9 +35,10 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..analysis import parse_groups
-    from ..analysis._cli import check_output, dump, fmt, reduce_options, usage_errors
-    from ..analysis.heatmap import output_beside
     from ..analysis.report import image_beside, report
+    from ..analysis.text import dump, fmt
+    from ..store import output_beside
+    from .common import check_output, reduce_options, usage_errors
 
     output = args.output or output_beside(args.source, ".report.md")
     with usage_errors():

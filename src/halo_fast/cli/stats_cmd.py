@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis._cli import add_common
+    from .common import add_common
 
     p = subparsers.add_parser(
         "stats",
@@ -16,8 +16,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..analysis._cli import dump, reduce_options, table, usage_errors
     from ..analysis.stats import step_stats
+    from ..analysis.text import dump, table
+    from .common import reduce_options, usage_errors
 
     with usage_errors():
         result = step_stats(args.source, kind=args.kind, **reduce_options(args))

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 
-from .main import UsageError
+from .common import UsageError
 
 _UNITS = {
     "": 1,

@@ -10,12 +10,72 @@ decoder's parallel kernels) override them.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
-from ..capture import Capture, Table
+from ..capture import PROMPT_COLUMNS, Capture, Table
+from ..errors import CaptureError
+from ..reduction import ReducePlan, fold_tokens
+from .mapped import output_buffer
+
+WINDOW_BYTES = 4 << 20  # file bytes resident at once, beyond the output: every format's default
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How a source reads, the same for every format (``open_capture``'s keywords).
+
+    ``window_bytes``: input bytes mapped or buffered at once; ``progress``: bars on stderr;
+    ``recover``: a truncated input yields its complete tokens (``source.recovery``) instead of
+    raising; ``strict``: what a capture directory or JSON-lines file can carry (gaps, missing
+    .bin files, no metadata) raises instead of warning.
+    """
+
+    window_bytes: int = WINDOW_BYTES
+    progress: bool = False
+    recover: bool = False
+    strict: bool = False
+
+
+@dataclass
+class CaptureDocument:
+    """The top level of a capture once its attention arrays are set aside, checked once for every format."""
+
+    metadata: dict[str, Any]
+    prompt_tokens: list[Any]
+    generated_tokens: list[Any]
+
+
+NOT_A_CAPTURE = (
+    "not a capture: expected a JSON object with a 'generated_tokens' list "
+    "(supported: the single-JSON capture of the Data Capture guide)"
+)
+
+
+def check_document(document: object, path: str) -> CaptureDocument:
+    """The capture's three parts, or a CaptureError naming the part that is wrong."""
+    if not isinstance(document, dict) or not isinstance(document.get("generated_tokens"), list):
+        raise CaptureError(NOT_A_CAPTURE, path, 0)
+    prompt = document.get("prompt_tokens") or []
+    if not isinstance(prompt, list):
+        raise CaptureError("'prompt_tokens' is not a list", path, None)
+    metadata = document.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CaptureError("'metadata' is not a JSON object", path, None)
+    return CaptureDocument(metadata or {}, prompt, document["generated_tokens"])
+
+
+def prompt_table(records: list[Any]) -> Table:
+    """The prompt token table, from the prompt's records (the columns of ``capture.PROMPT_COLUMNS``)."""
+    return Table.from_records(records, PROMPT_COLUMNS)
 
 
 class CaptureSource:
+    """One opened capture of any format: tables, shapes and offsets known, values on demand."""
+
     format_name = "unknown"  # shown by `info`
     path: str
     metadata: dict
@@ -24,16 +84,35 @@ class CaptureSource:
     shapes: np.ndarray  # int64 [n, 3]: layers, heads, context of each token
     has_attention: np.ndarray  # bool [n]
     offsets: np.ndarray  # int64 [n + 1]: where each token's values start in the flat buffer
-    progress: bool = False
     recovery: dict | None = None  # what was salvaged from a truncated input (recover=True)
+
+    def __init__(self, path: str | os.PathLike[str], *, options: SourceOptions | None = None) -> None:
+        self.path = os.fspath(path)
+        self.options = options or SourceOptions()
+
+    @property
+    def window_bytes(self) -> int:
+        return self.options.window_bytes
+
+    @property
+    def progress(self) -> bool:
+        return self.options.progress
+
+    @property
+    def recover(self) -> bool:
+        return self.options.recover
+
+    @property
+    def strict(self) -> bool:
+        return self.options.strict
 
     def __enter__(self) -> CaptureSource:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         pass
 
-    def step_of(self, i: int):
+    def step_of(self, i: int) -> Any:
         return self.token_table["step"][i]
 
     def token_values(self, i: int) -> np.ndarray:
@@ -42,17 +121,13 @@ class CaptureSource:
 
     def decode(self) -> np.ndarray:
         """Every token's values in one flat float32 buffer."""
-        from .mapped import output_buffer
-
         values = output_buffer(int(self.offsets[-1]))
         for i in np.flatnonzero(self.has_attention).tolist():
             values[self.offsets[i] : self.offsets[i + 1]] = self.token_values(i)
         return values
 
-    def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
+    def reduce(self, ids: np.ndarray, plan: ReducePlan) -> np.ndarray:
         """float32 [len(ids), groups, max context] folded as ``plan`` says, NaN beyond each context."""
-        from ..reduction import fold_tokens
-
         return fold_tokens(plan, ids, self.shapes, self.token_values)
 
     def capture(self) -> Capture:

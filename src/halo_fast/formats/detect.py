@@ -68,7 +68,7 @@ def detect(path: str) -> str:
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
     if head.startswith(GZIP_MAGIC):
-        from .gzipped import peek
+        from .gzip_stream import peek
 
         inner, complete = peek(path, PEEK_BYTES)
         return kind_of_text(inner, path[:-3] if path.endswith(".gz") else path, complete) + ".gz"

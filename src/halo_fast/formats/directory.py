@@ -1,4 +1,4 @@
-"""The stream-to-disk capture directory (``capture_<ts>/``, FORMATS.md §2).
+"""The stream-to-disk capture directory (``capture_<ts>/``, docs/formats.md).
 
 ``metadata.json`` (metadata fields plus ``prompt_tokens``), then per generated
 token either ``token_XXXXX.json`` (one token object) or ``token_XXXXX_meta.json``
@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from ..errors import CaptureError
+from .base import SourceOptions
 from .token_list import TokenListSource, split_metadata
 
 TOKEN_FILE = re.compile(r"^token_(\d+)(\.json|_meta\.json|_attn\.bin)$")
@@ -76,14 +77,8 @@ def read_into(path: str, out: np.ndarray) -> int:
 class CaptureDirectory(TokenListSource):
     format_name = "directory"
 
-    def __init__(
-        self, path, window_bytes: int = 4 << 20, progress: bool = False, strict: bool = False, recover: bool = False
-    ):
-        self.path = os.fspath(path)
-        self.window_bytes = window_bytes
-        self.progress = progress
-        self.strict = strict
-        self.recover = recover
+    def __init__(self, path, *, options: SourceOptions | None = None):
+        super().__init__(path, options=options)
         self.problems: list[str] = []
         self.truncated: list[dict] = []  # token files cut short: file, step, what it holds
 

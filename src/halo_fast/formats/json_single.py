@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..capture import PROMPT_COLUMNS, Capture, Table
+from ..capture import Capture
 from ..errors import CaptureError
-from .base import CaptureSource
+from .base import CaptureSource, SourceOptions, check_document, prompt_table
 from .json_scan import check_data_content, scan_structure
 from .json_skeleton import Skeleton, plan_tokens, token_table
 from .json_values import decode_attention, decode_one, reduce_attention
 from .mapped import MappedFile
-
-DEFAULT_WINDOW_BYTES = 4 << 20  # file bytes resident at once, beyond the output
 
 
 class ScannedJson(CaptureSource):
@@ -31,12 +29,9 @@ class ScannedJson(CaptureSource):
 
     format_name = "json"
 
-    def __init__(self, path, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False, recover: bool = False):
-        self.path = str(path)
-        self.window_bytes = window_bytes
-        self.progress = progress
-        self.recover = recover
-        self.mapped = MappedFile(path)
+    def __init__(self, path, *, options: SourceOptions | None = None):
+        super().__init__(path, options=options)
+        self.mapped = MappedFile(self.path)
 
     def __enter__(self) -> ScannedJson:
         self.mapped.__enter__()
@@ -51,15 +46,10 @@ class ScannedJson(CaptureSource):
             self.tokens, self.shapes, self.has_attention, self.offsets = plan_tokens(
                 self.document, self.layout, self.mapped
             )
-            prompt = self.document.get("prompt_tokens") or []
-            if not isinstance(prompt, list):
-                raise CaptureError("'prompt_tokens' is not a list", self.path, None)
-            self.prompt_table = Table.from_records(prompt, PROMPT_COLUMNS)
+            document = check_document(self.document, self.path)
+            self.prompt_table = prompt_table(document.prompt_tokens)
             self.token_table = token_table(self.tokens, self.shapes, self.has_attention)
-            metadata = self.document.get("metadata")
-            if metadata is not None and not isinstance(metadata, dict):
-                raise CaptureError("'metadata' is not a JSON object", self.path, None)
-            self.metadata = metadata or {}
+            self.metadata = document.metadata
         except BaseException:
             self.mapped.__exit__(None, None, None)
             raise
@@ -101,9 +91,7 @@ def _public(recovery: dict | None) -> dict | None:
     return {key: recovery[key] for key in ("truncated_at", "complete_tokens", "partial_tokens", "kept_bytes")}
 
 
-def load_json(
-    path, *, window_bytes: int = DEFAULT_WINDOW_BYTES, progress: bool = False, recover: bool = False
-) -> Capture:
-    """Decode a single-JSON capture; see the module docstring for how."""
-    with ScannedJson(path, window_bytes, progress, recover) as scan:
+def load_json(path, *, options: SourceOptions | None = None, **option_fields) -> Capture:
+    """Decode a single-JSON capture; see the module docstring for how (``option_fields``: SourceOptions')."""
+    with ScannedJson(path, options=options or SourceOptions(**option_fields)) as scan:
         return scan.capture()

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..capture import TOKEN_COLUMNS, Table
 from ..errors import CaptureError
+from .base import check_document
 from .json_scan import Layout
 from .mapped import MappedFile
 
@@ -124,14 +125,7 @@ def check_layers_heads(shapes: np.ndarray, has_attention: np.ndarray, where) -> 
 def plan_tokens(document, layout: Layout, mapped: MappedFile):
     """Shapes, value offsets and token table from the skeleton; all checks before any allocation."""
     path = mapped.path
-    if not isinstance(document, dict) or not isinstance(document.get("generated_tokens"), list):
-        raise CaptureError(
-            "not a capture: expected a JSON object with a 'generated_tokens' list "
-            "(supported: the single-JSON capture of the Data Capture guide)",
-            path,
-            0,
-        )
-    tokens = document["generated_tokens"]
+    tokens = check_document(document, path).generated_tokens
     n = len(tokens)
     if n != len(layout.token_open):
         bad = next((i for i, t in enumerate(tokens) if not isinstance(t, dict)), len(layout.token_open))

@@ -6,7 +6,7 @@ through the single-JSON passes on its own (``token_object``), so numbers and bas
 decode exactly as there. Event lines of another ``type`` (not "token") are skipped.
 
 Plain files are memory-mapped and lines found with memchr; ``.gz`` files are
-decompressed in chunks (``gzipped.decompressed_blocks``: every gzip member), one line in memory at a time, twice
+decompressed in chunks (``gzip_stream.decompressed_blocks``: every gzip member), one line in memory at a time, twice
 (pass 1 shapes, pass 2 values) -- never the whole text. Error offsets in a .gz are into
 the decompressed text.
 
@@ -25,77 +25,16 @@ import warnings
 import numpy as np
 
 from ..errors import CaptureError
+from .base import SourceOptions
+from .gzip_stream import GzipStreamError, gz_lines
 from .mapped import MappedFile
 from .token_list import TokenListSource, split_metadata
 
-GZIP_CHUNK = 1 << 20
 RECOVER_HINT = "(recover=True, or --recover, keeps them)"
 NOT_A_CUT = (
     "; recover=True does not skip it: only an unterminated last line (or a gzip stream ending early) "
     "is truncation, a damaged line before it is corruption"
 )
-
-
-class GzipStreamError(CaptureError):
-    """A gzip stream that is not whole; ``gz_lines`` raises it after the lines decompressed before the problem.
-
-    ``kind``: "early" (cut short: the text is a true prefix) or "damaged" (invalid data,
-    a checksum mismatch, garbage after the last member: text decoded after the damage
-    may be wrong without any error, so only ``trusted`` bytes -- whole members whose
-    checksum matched -- count). ``text_end``: decompressed bytes produced; ``lines_end``:
-    where the lines yielded end.
-    """
-
-    def __init__(
-        self, kind: str, detail: str, path: str, text_end: int, lines_end: int, compressed_at: int, trusted: int
-    ):
-        self.kind, self.detail = kind, detail
-        self.text_end, self.lines_end, self.compressed_at, self.trusted = text_end, lines_end, compressed_at, trusted
-        if kind == "early":
-            message = f"gzip stream ends early at decompressed byte {text_end} (the .gz is cut short)"
-        else:
-            message = (
-                f"damaged gzip stream near compressed byte {compressed_at} ({detail}): gzip verifies its data "
-                f"only at the end of each member, so only the first {trusted} decompressed bytes can be trusted"
-            )
-        super().__init__(message, path, trusted)
-
-
-def gz_lines(path: str, chunk: int = GZIP_CHUNK):
-    """(offset, line bytes, terminated) of a gzip file's decompressed text, streamed ``chunk`` bytes at a time.
-
-    A stream that is not whole raises ``GzipStreamError`` after every line before the
-    problem; the unterminated tail of a stream cut short is yielded first, a damaged stream's is not.
-    """
-    from .gzipped import decompressed_blocks
-
-    end, blocks = decompressed_blocks(path, chunk)
-    pending = bytearray()
-    offset = 0
-    searched = 0
-    for block in blocks:
-        pending += block
-        start = 0
-        while (newline := pending.find(b"\n", max(start, searched))) >= 0:
-            yield offset + start, bytes(pending[start:newline]), True
-            start = newline + 1
-        del pending[:start]
-        offset += start
-        searched = len(pending)
-    text_end = offset + len(pending)
-    if pending and not end.damaged:
-        yield offset, bytes(pending), False
-        offset = text_end
-    if not end.complete:
-        raise GzipStreamError(
-            "damaged" if end.damaged else "early",
-            end.detail,
-            path,
-            text_end,
-            offset,
-            end.compressed_offset,
-            end.trusted,
-        )
 
 
 def _is_metadata(record: dict) -> bool:
@@ -113,21 +52,9 @@ def _cut_is_metadata(text: bytes) -> bool:
 class JsonLines(TokenListSource):
     format_name = "jsonl"
 
-    def __init__(
-        self,
-        path,
-        window_bytes: int = 4 << 20,
-        progress: bool = False,
-        strict: bool = False,
-        gzipped: bool = False,
-        recover: bool = False,
-    ):
-        self.path = os.fspath(path)
-        self.window_bytes = window_bytes
-        self.progress = progress
-        self.strict = strict
+    def __init__(self, path, *, options: SourceOptions | None = None, gzipped: bool = False):
+        super().__init__(path, options=options)
         self.gzipped = gzipped
-        self.recover = recover
         self.format_name = "jsonl.gz" if gzipped else "jsonl"
         self.mapped = None
         self.skipped = 0

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..capture import PROMPT_COLUMNS, Table
 from ..errors import CaptureError
-from .base import CaptureSource
+from .base import CaptureSource, check_document, prompt_table
 
 
 def split_metadata(document, path: str) -> tuple[dict, list]:
@@ -19,9 +18,7 @@ def split_metadata(document, path: str) -> tuple[dict, list]:
     or ``{"metadata": {...}, "prompt_tokens": [...]}``."""
     if not isinstance(document, dict):
         raise CaptureError("the metadata is not a JSON object", path, 0)
-    prompt = document.get("prompt_tokens") or []
-    if not isinstance(prompt, list):
-        raise CaptureError("'prompt_tokens' is not a list", path, None)
+    prompt = check_document({**document, "generated_tokens": [], "metadata": None}, path).prompt_tokens
     rest = {k: v for k, v in document.items() if k not in ("prompt_tokens", "generated_tokens")}
     if set(rest) == {"metadata"} and isinstance(rest["metadata"], dict):
         rest = rest["metadata"]
@@ -43,4 +40,4 @@ class TokenListSource(CaptureSource):
         self.token_table = token_table(records, shapes, has_attention)
 
     def set_prompt(self, prompt: list) -> None:
-        self.prompt_table = Table.from_records(prompt, PROMPT_COLUMNS)
+        self.prompt_table = prompt_table(prompt)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import CaptureError
+from .base import WINDOW_BYTES
 
 PREFIX = b'{"generated_tokens":['
 SUFFIX = b"]}"
@@ -94,7 +95,7 @@ def _relocated(exc: CaptureError, path: str, base_offset: int, size: int) -> Cap
 
 
 def parse_token(
-    buffer: bytearray, path: str, base_offset: int = 0, window_bytes: int = 4 << 20, data_span: int | None = None
+    buffer: bytearray, path: str, base_offset: int = 0, window_bytes: int = WINDOW_BYTES, data_span: int | None = None
 ) -> TokenObject:
     """Structure pass over a framed token object (see ``framed``); the values are decoded by ``.values()``.
 
@@ -138,7 +139,7 @@ def parse_token(
     return TokenObject(record, shapes[0].copy(), bool(has_attention[0]), int(offsets[1]), scan)
 
 
-def read_token_file(path: str, window_bytes: int = 4 << 20) -> TokenObject:
+def read_token_file(path: str, window_bytes: int = WINDOW_BYTES) -> TokenObject:
     """Parse a file holding one token object."""
     try:
         with open(path, "rb", buffering=0) as f:
@@ -154,7 +155,7 @@ def read_token_file(path: str, window_bytes: int = 4 << 20) -> TokenObject:
     return parse_token(buffer, path, 0, window_bytes)
 
 
-def is_cut_object(text: bytes, window_bytes: int = 4 << 20) -> bool:
+def is_cut_object(text: bytes, window_bytes: int = WINDOW_BYTES) -> bool:
     """Whether ``text`` is a JSON object cut short: sound structure so far (the single-JSON walker
     finds no error), opened, never closed -- what a write interrupted mid-object leaves.
 

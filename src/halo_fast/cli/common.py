@@ -1,10 +1,25 @@
-"""Shared command-line plumbing of the analysis subcommands: reduce options, input, tables, errors."""
+"""Plumbing every subcommand shares: the usage error, output checks, the analysis options, recovery warnings."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
+import os
+import sys
+
+from ..errors import CaptureError
+
+
+class UsageError(Exception):
+    """A command line that asks for something impossible (exit code 2)."""
+
+
+def check_output(path: str, force: bool) -> None:
+    """Before any long work: the output's folder exists, and an existing output needs --force."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"the output folder does not exist: {folder}")
+    if os.path.exists(path) and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
 
 
 def add_common(p, kind: bool = True) -> None:
@@ -35,9 +50,6 @@ def reduce_options(args) -> dict:
 @contextlib.contextmanager
 def usage_errors():
     """Turn plain ValueErrors (bad options) into UsageError; CaptureError passes through (exit 1)."""
-    from ..cli.main import UsageError
-    from ..errors import CaptureError
-
     try:
         yield
     except CaptureError:
@@ -48,46 +60,17 @@ def usage_errors():
         raise UsageError(str(exc)) from None
 
 
-def check_output(path: str, force: bool) -> None:
-    from ..cli.main import check_output as check
-
-    check(path, force)
-
-
-def fmt(x, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def table(rows: list[dict], columns: list[str], widths: dict | None = None) -> str:
-    """A plain aligned text table of ``rows`` (dicts) with the given columns."""
-    widths = dict(widths or {})
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    for i, c in enumerate(columns):
-        cap = widths.get(c, 60)
-        for row in cells:
-            if len(row[i]) > cap:
-                row[i] = row[i][: cap - 1] + "…"
-        widths[c] = max([len(c)] + [len(row[i]) for row in cells])
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(v.ljust(widths[c]) for v, c in zip(row, columns)) for row in cells]
-    return "\n".join(lines)
-
-
-def dump(obj) -> str:
-    return json.dumps(obj, default=_default)
-
-
-def _default(x):
-    import numpy as np
-
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, tuple):
-        return list(x)
-    raise TypeError(type(x).__name__)
+def warn_recovery(path: str, recovery: dict | None) -> None:
+    if not recovery:
+        return
+    if recovery.get("truncated_files"):  # a capture directory
+        files = recovery["truncated_files"]
+        where = f"is truncated: token files cut short ({', '.join(files[:5])}{', ...' if len(files) > 5 else ''})"
+    else:
+        unit = "decompressed byte" if recovery.get("offsets") == "decompressed" else "byte"
+        where = f"is truncated at {unit} {recovery['truncated_at']}"
+    print(
+        f"warning: {path} {where}: kept {recovery['complete_tokens']} complete generated tokens, "
+        f"dropped {recovery['partial_tokens']} partial one(s)",
+        file=sys.stderr,
+    )

@@ -1,6 +1,4 @@
-"""gzip-compressed captures: streamed decompression, never the whole text in memory or on disk.
-
-``.jsonl.gz`` is read by ``jsonlines.JsonLines`` one decompressed line at a time.
+"""A gzip-compressed single-JSON capture (``.json.gz``), streamed (the stream: ``gzip_stream``).
 
 A gzip-compressed single JSON document (``.json.gz``) cannot be memory-mapped, so
 ``GzipJson`` streams it twice:
@@ -14,209 +12,19 @@ A gzip-compressed single JSON document (``.json.gz``) cannot be memory-mapped, s
 2. Decoding and reducing decompress again and cut out each token's byte range
    (known from pass 1) as it streams past.
 
-Decompression runs in a background thread (zlib releases the GIL), so it overlaps
-the parsing. Memory holds one chunk plus the token object being read. Offsets in
+Decompression runs ahead in a background thread (``gzip_stream``). Memory holds one chunk plus the token object being read. Offsets in
 error messages are into the decompressed text, as ``gzip -dc`` would print it.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
-import zlib
 
 import numpy as np
 
-from ..capture import PROMPT_COLUMNS, Table
 from ..errors import CaptureError
-from .base import CaptureSource
-
-try:  # ISA-L's inflate: the same streams, two to three times faster than zlib's
-    from isal import isal_zlib as inflate_module
-except ImportError:  # pragma: no cover -- isal is a dependency; zlib is the fallback where it will not install
-    inflate_module = zlib
-
-CHUNK_BYTES = 1 << 20  # compressed bytes read at a time
-QUEUE_CHUNKS = 8  # decompressed chunks the background thread may run ahead
-
-
-def peek(path: str, size: int) -> tuple[bytes, bool]:
-    """The first ``size`` decompressed bytes, and whether that is the whole text."""
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = b""
-    try:
-        with open(path, "rb") as f:
-            while len(out) < size:
-                block = f.read(1 << 10)  # small steps: text before a damaged spot still comes out
-                if not block:
-                    return out, True
-                out += decompressor.decompress(block, size - len(out))
-                if decompressor.eof:
-                    return out, True
-    except zlib.error as exc:
-        if not out:
-            raise CaptureError(f"damaged gzip stream: {exc}", path, 0) from None
-        return out, False  # damage further on: the reader reports it where it is
-    return out[:size], False
-
-
-class GzipEnd:
-    """How a decompressed stream ended: ``complete``, or why not (``reason``) at ``compressed_offset``."""
-
-    def __init__(self):
-        self.complete = False
-        self.damaged = False  # the data itself is corrupt, not merely cut short
-        self.reason = None
-        self.detail = None  # zlib's message for damage
-        self.compressed_offset = 0
-        self.size = 0  # decompressed bytes delivered
-        self.verified = 0  # of those, the bytes of members whose checksum matched
-
-    @property
-    def trusted(self) -> int:
-        """Where the text that can be trusted ends: all of it when merely cut short, else the verified part.
-
-        A stream cut short gave a prefix of the true text. Damaged data decodes to other
-        text until zlib notices (often only at the member's checksum), so only whole
-        members whose checksum matched are trusted then.
-        """
-        return self.verified if self.damaged else self.size
-
-
-def _inflate(path: str, chunk: int, end: GzipEnd):
-    """Decompressed blocks (at most ``chunk`` bytes each) of a gzip file's members, in order.
-
-    Records in ``end`` whether the last member finished (``complete``) or why the
-    stream stopped. Zero padding after the last member is allowed, as gzip allows it.
-    """
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise CaptureError(f"cannot read: {exc.strerror}", path) from None
-    with f:
-        decompressor = inflate_module.decompressobj(16 + zlib.MAX_WBITS)
-        in_member = False
-        consumed = 0  # compressed bytes read before ``data``
-        while True:
-            data = f.read(chunk)
-            if not data:
-                break
-            read = len(data)
-            while data:
-                if not in_member:  # zero padding between or after members is skipped, as gzip does
-                    data = data.lstrip(b"\x00")
-                    if not data:
-                        break
-                    if not b"\x1f\x8b".startswith(data[:2]):
-                        end.damaged = True
-                        end.detail = "bytes that are not a gzip member follow" + (" the last one" if end.size else "")
-                        end.reason = f"damaged gzip stream ({end.detail})"
-                        end.compressed_offset = consumed + read - len(data)
-                        return
-                in_member = True
-                try:
-                    out = decompressor.decompress(data, chunk)
-                except inflate_module.error as exc:
-                    end.damaged = True
-                    end.detail = str(exc)
-                    end.reason = f"damaged gzip stream ({exc})"
-                    end.compressed_offset = consumed + read - len(data)
-                    return
-                if out:
-                    end.size += len(out)
-                    yield out
-                if decompressor.eof:  # the member ended (checksum matched); another may follow
-                    end.verified = end.size
-                    data = decompressor.unused_data
-                    decompressor = inflate_module.decompressobj(16 + zlib.MAX_WBITS)
-                    in_member = False
-                else:
-                    data = decompressor.unconsumed_tail
-            consumed += read
-            end.compressed_offset = consumed
-        if in_member:
-            end.reason = "the gzip stream ends early (cut short)"
-        else:
-            end.complete = True
-
-
-def decompressed_blocks(path: str, chunk: int = CHUNK_BYTES, threaded: bool = True):
-    """(GzipEnd, iterator of decompressed blocks); with ``threaded`` a background thread inflates ahead."""
-    end = GzipEnd()
-    if not threaded:
-        return end, _inflate(path, chunk, end)
-    return end, _ahead(_inflate(path, chunk, end), QUEUE_CHUNKS)
-
-
-_DONE = object()
-
-
-def _ahead(blocks, depth: int):
-    """Run ``blocks`` in a thread, ``depth`` items ahead of the consumer; errors re-raised here."""
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def offer(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for block in blocks:
-                if not offer(block):
-                    return
-            offer(_DONE)
-        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer
-            offer(exc)
-        finally:
-            blocks.close()
-
-    thread = threading.Thread(target=produce, name="halo_fast-gunzip", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-class TextWindow:
-    """The tail of a stream still needed: ``buffer`` holds stream bytes from ``base`` on."""
-
-    def __init__(self):
-        self.buffer = bytearray()
-        self.base = 0
-
-    @property
-    def end(self) -> int:
-        return self.base + len(self.buffer)
-
-    def append(self, block: bytes) -> None:
-        self.buffer += block
-
-    def view(self, start: int, stop: int) -> memoryview:
-        """Stream bytes [start, stop) without a copy (release the view before the next append)."""
-        return memoryview(self.buffer)[start - self.base : stop - self.base]
-
-    def drop_before(self, offset: int) -> int:
-        """Forget bytes before stream ``offset``; returns how many were dropped."""
-        count = min(max(offset - self.base, 0), len(self.buffer))
-        if count:
-            del self.buffer[:count]
-            self.base += count
-        return count
+from .base import CaptureSource, SourceOptions, check_document, prompt_table
+from .gzip_stream import CHUNK_BYTES, GzipEnd, TextWindow, decompressed_blocks
 
 
 # Walker state slots holding buffer positions: they move when the buffer's front is dropped.
@@ -367,19 +175,10 @@ class GzipJson(CaptureSource):
     format_name = "json.gz"
 
     def __init__(
-        self,
-        path,
-        window_bytes: int = 4 << 20,
-        progress: bool = False,
-        recover: bool = False,
-        chunk_bytes: int = CHUNK_BYTES,
-        threaded: bool = True,
+        self, path, *, options: SourceOptions | None = None, chunk_bytes: int = CHUNK_BYTES, threaded: bool = True
     ):
-        self.path = os.fspath(path)
+        super().__init__(path, options=options)
         self.threaded = threaded
-        self.window_bytes = window_bytes
-        self.progress = progress
-        self.recover = recover
         self.chunk_bytes = chunk_bytes
         self._cursor = None
 
@@ -411,16 +210,9 @@ class GzipJson(CaptureSource):
         from .json_skeleton import Skeleton, check_layers_heads, token_table
 
         document = Skeleton.from_text(skeleton, [s for s, _ in pieces], [f for _, f in pieces], self.path).parse()
-        if not isinstance(document, dict) or not isinstance(document.get("generated_tokens"), list):
-            raise CaptureError("not a capture: no 'generated_tokens' list at the top level", self.path, 0)
-        prompt = document.get("prompt_tokens") or []
-        if not isinstance(prompt, list):
-            raise CaptureError("'prompt_tokens' is not a list", self.path, None)
-        metadata = document.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise CaptureError("'metadata' is not a JSON object", self.path, None)
-        self.metadata = metadata or {}
-        self.prompt_table = Table.from_records(prompt, PROMPT_COLUMNS)
+        checked = check_document(document, self.path)
+        self.metadata = checked.metadata
+        self.prompt_table = prompt_table(checked.prompt_tokens)
         self.ranges = np.array(ranges, dtype=np.int64).reshape(-1, 2)
         self.shapes = np.array(shapes, dtype=np.int64).reshape(-1, 3)
         self.has_attention = np.array(has, dtype=bool)
