@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, os.path.dirname(__file__))  # `import reference` from every test module
-
-from reference import dumps, write_text  # noqa: E402
+from reference import dumps, write_text  # tests/ is on sys.path: pyproject.toml's pythonpath
 
 # One place for the budget: the whole decoder suite must stay well under a minute.
 settings.register_profile(

@@ -17,6 +17,8 @@ import pytest
 
 from builders import capture_doc
 
+pytestmark = pytest.mark.slow  # thousands of child processes: `-m "not slow"` leaves them out
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUMBER_BOMBS = [
     b"1e999999999999",

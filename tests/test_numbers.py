@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,7 +463,7 @@ def test_integer_beyond_float64_is_capture_error(scratch, text):
     assert isinstance(reference_number(text), Exception)
     doc = capture_doc([[Num("0.5"), Num(text), Num("0.25")]], first_step=11)
     path = scratch(doc, "compact")
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     with pytest.raises(halo_fast.CaptureError) as info:
         halo_fast.load(path)
     assert info.value.step == 11
