@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow
 def test_bench_quick_smoke(tmp_path):
     result = subprocess.run(
         [
@@ -51,6 +53,7 @@ def test_large_adds_a_5gb_scaling_size():
     assert 5_000_000_000 not in config_from(build_parser().parse_args(["bench"])).sizes
 
 
+@pytest.mark.slow
 def test_bench_format_sections_smoke(tmp_path):
     """The .bin directory, HDF5, gzip and convert sections run, and every reader agrees with the JSON decode."""
     result = subprocess.run(
@@ -109,3 +112,86 @@ def test_format_inputs_are_cached_and_remade_when_stale(tmp_path):
     assert halo_fast.load(cap["path"]).attention(-1).flat[0] == np.float32(0.5)
     remade, _ = ensure_forms(str(tmp_path), 2_000_000, ("bin", "h5"))
     assert halo_fast.load(remade["path"]).attention(-1).flat[0] != np.float32(0.5)
+
+
+def test_rows_write_the_json_keys_read_them_back_and_render():
+    """The typed rows give `bench --json`'s keys in its order; the report renders them or that JSON alike."""
+    from halo_fast.benchmark import report
+    from halo_fast.benchmark.rows import (
+        Brief,
+        ColdStart,
+        ContenderRow,
+        ConvertRow,
+        FormatRow,
+        FormatSection,
+        Results,
+        ScalingRow,
+        ThreadRow,
+        Timing,
+    )
+
+    timed = Timing("ok", median_s=0.5, min_s=0.4, runs_s=[0.5], peak_rss_mb=150.0, result={"crc32": "0"})
+    child = Timing(**{**vars(timed), "inner_s": 0.2, "import_s": 0.1, "check_s": 0.01})
+    halo = ContenderRow("load", "halo_fast", child, predicted_mb=180, check="reference", mb_per_s=40.0, ratio=1.0)
+    orjson = ContenderRow("load", "orjson", Timing("skipped", "orjson is not installed"))
+    floor = FormatRow("load", "np.fromfile (floor)", child, check="same bits as JSON", vs_floor=1.0, vs_floor_work=1.0)
+    cap = {"path": "x.json", "bytes": 20_000_000, "tokens": 3, "with_attention": 2, "context": [201, 202]}
+    results = Results(
+        capture=cap,
+        tasks={"load": [halo, orjson]},
+        scaling=[ScalingRow("20MB", 20.0, 3, {"load": Brief.of(child, cap["bytes"]), "reduce": Brief("failed", "x")})],
+        threads=[ThreadRow("load", {1: Brief.of(child, cap["bytes"]), 2: Brief.of(timed, cap["bytes"])})],
+        cold_start=ColdStart("skipped", "no numba cache dir"),
+        directory=FormatSection({**cap, "bin_files": 2}, 1.3, [floor]),
+        convert=[ConvertRow("20MB", 20.0, 3, None, timed)],
+        rss_floor_mb=7.0,
+    )
+    out = results.to_json()
+    assert list(out) == ["capture", "tasks", "scaling", "threads", "cold_start", "directory", "convert"] + [
+        "rss_floor_mb",
+        "notes",
+        "ok",
+    ]
+    assert list(out["tasks"]["load"][0]) == [
+        "task",
+        "contender",
+        "status",
+        "median_s",
+        "min_s",
+        "runs_s",
+        "peak_rss_mb",
+        "result",
+        "inner_s",
+        "import_s",
+        "check_s",
+        "predicted_mb",
+        "check",
+        "mb_per_s",
+        "ratio",
+    ]
+    assert out["tasks"]["load"][1] == {
+        "task": "load",
+        "contender": "orjson",
+        "status": "skipped",
+        "note": "orjson is not installed",
+    }
+    assert list(out["directory"]["rows"][0])[:2] == ["contender", "task"]
+    assert list(out["threads"][0]) == ["task", "1", "2"] and out["threads"][0]["2"]["inner_s"] is None
+    assert out["scaling"][0]["reduce"] == {"status": "failed", "note": "x"}
+    assert list(out["convert"]["rows"][0])[:5] == ["size", "mb", "tokens", "output_mb", "status"]
+    assert out["ok"] is False  # the failed scaling run
+    assert json.loads(json.dumps(Results.from_json(out).to_json())) == json.loads(json.dumps(out))
+
+    result = {**out, "machine": report.machine_info(), "command": "python -m halo_fast bench", "config": {"repeat": 1}}
+    assert report.sections(results) == report.sections(result)
+    titles = [table.title.split(":")[0] for table in report.sections(result)]
+    assert titles == ["load", "scaling", "threads", "cold start", "directory", "convert"]
+    markdown = report.markdown(result)
+    assert "| orjson | skipped |  |  |  |  |  |  | orjson is not installed |" in markdown
+    assert "| task | 1 thread | 2 threads | speedup |" in markdown and "**Some checks failed**" in markdown
+    assert report.text(result).endswith("SOME CHECKS FAILED (see the check column)")
+
+    results.scaling = []
+    assert results.ok
+    halo.check = "MISMATCH (crc32 differs)"
+    assert not results.ok

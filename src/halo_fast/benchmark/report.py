@@ -1,8 +1,10 @@
 """Turning a benchmark result into tables: plain text for the terminal, Markdown for RESULTS.md.
 
-Both render the same rows (see :func:`sections`), so the terminal and the report
+Both render the same tables (see :func:`sections`), so the terminal and the report
 never disagree; the machine description goes with every report because numbers
-without the machine they came from cannot be compared.
+without the machine they came from cannot be compared. The tables are made from
+the runner's typed rows (:mod:`.rows`), read back from the result dict the CLI
+holds, so a saved ``bench --json`` output renders the same way.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import datetime
 import os
 import platform
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .contenders import DESCRIPTIONS
+from .rows import ColdStart, ContenderRow, ConvertRow, FormatSection, Results, ScalingRow, ThreadRow
 
 
 def machine_info() -> dict:
@@ -46,212 +51,228 @@ def machine_info() -> dict:
     return info
 
 
-def _s(x) -> str:
+class Table(NamedTuple):
+    """One table of the report: what :func:`text` and :func:`markdown` both lay out."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+
+
+def _s(x: float | None) -> str:
     return "" if x is None else (f"{x:.1f}" if x >= 100 else f"{x:.3f}")
 
 
-def _n(x) -> str:
+def _n(x: float | None) -> str:
     return "" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:.1f}")
 
 
-def _contender_rows(rows: list) -> list:
+def _x(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}x"
+
+
+def _results(result: Results | dict) -> Results:
+    """The rows of ``result``: the runner's, or read back from the dict ``bench --json`` prints."""
+    return result if isinstance(result, Results) else Results.from_json(result)
+
+
+TASK_TITLES = {
+    "load": "load: decode every value to float32",
+    "reduce": "reduce: mean over layers and heads per token",
+    "read": "read: the floor (vs halo_fast load)",
+}
+CONTENDER_HEADERS = [
+    "contender",
+    "median s",
+    "min s",
+    "MB/s",
+    "peak RSS MB",
+    "vs halo_fast",
+    "imports s",
+    "work s",
+    "check",
+]
+
+
+def _contender_cells(rows: list[ContenderRow]) -> list[list[str]]:
+    """A main table: one line per contender, the reason instead of the numbers when it did not run."""
     out = []
     for r in rows:
-        if r["status"] != "ok":
-            out.append([r["contender"], r["status"], "", "", "", "", "", "", r.get("note", "")])
+        t = r.timing
+        if not r.ok:
+            out.append([r.contender, t.status, "", "", "", "", "", "", t.note or ""])
             continue
-        ratio = r.get("ratio")
         out.append(
             [
-                r["contender"],
-                _s(r["median_s"]),
-                _s(r["min_s"]),
-                _n(r.get("mb_per_s")),
-                _n(r["peak_rss_mb"]),
-                "" if ratio is None else f"{ratio:.2f}x",
-                _s(r.get("import_s")),
-                _s(r.get("inner_s")),
-                r.get("check", ""),
+                r.contender,
+                _s(t.median_s),
+                _s(t.min_s),
+                _n(r.mb_per_s),
+                _n(t.peak_rss_mb),
+                _x(r.ratio),
+                _s(t.import_s),
+                _s(t.inner_s),
+                r.check or "",
             ]
         )
     return out
 
 
-def sections(result: dict) -> list:
-    """[(title, headers, rows)] for every part of the result that was run."""
-    cap = result["capture"]
+def _scaling_table(rows: list[ScalingRow]) -> Table:
+    cells = []
+    for r in rows:
+        row = [r.size, _n(r.mb), str(r.tokens)]
+        for task in ("load", "reduce"):
+            b = r.tasks.get(task)
+            if b is not None and b.ok:
+                row += [_s(b.median_s), f"{b.s_per_gb:.2f}", _n(b.peak_rss_mb)]
+            else:
+                row += [b.status if b else "", "", ""]
+        cells.append(row)
+    headers = ["size", "MB", "tokens", "load s", "load s/GB", "load RSS MB", "reduce s", "reduce s/GB", "reduce RSS MB"]
+    return Table("scaling: halo_fast by file size", headers, cells)
+
+
+def _threads_table(rows: list[ThreadRow]) -> Table:
+    counts = list(rows[0].counts)
+    cells = []
+    for r in rows:
+        briefs = [r.counts[n] for n in counts]
+        first, last = briefs[0].median_s, briefs[-1].median_s
+        speedup = f"{first / last:.2f}x" if first and last else ""
+        cells.append([r.task] + [_s(b.median_s) or b.status for b in briefs] + [speedup])
+    return Table(
+        "threads: halo_fast with NUMBA_NUM_THREADS (median s, whole process)",
+        ["task"] + [f"{n} thread{'s' * (n != 1)}" for n in counts] + ["speedup"],
+        cells,
+    )
+
+
+def _cold_table(cold: ColdStart) -> Table:
+    if cold.ok:
+        cells = [
+            ["empty numba cache (first run)", _s(cold.cold_s), _s(cold.cold_inner_s), _n(cold.cold_rss_mb)],
+            ["warm cache (median of later runs)", _s(cold.warm_median_s), _s(cold.warm_inner_s), _n(cold.warm_rss_mb)],
+        ]
+    else:
+        cells = [["failed", "", "", cold.note or ""]]
+    return Table(
+        f"cold start: halo_fast.reduce on {cold.mb or 0:.0f} MB in a new process",
+        ["numba cache", "process s", "work s", "peak RSS MB"],
+        cells,
+    )
+
+
+def sections(result: Results | dict) -> list[Table]:
+    """Every table of the result, for each part that was run: the terminal and the report show the same ones."""
+    res = _results(result)
+    cap = res.capture
     what = (
         f"{cap['bytes'] / 1e6:.1f} MB, {cap['tokens']} tokens ({cap['with_attention']} with attention), "
         f"28x28, context {cap['context'][0]}..{cap['context'][1]}"
     )
-    headers = ["contender", "median s", "min s", "MB/s", "peak RSS MB", "vs halo_fast", "imports s", "work s", "check"]
-    titles = {
-        "load": "load: decode every value to float32",
-        "reduce": "reduce: mean over layers and heads per token",
-        "read": "read: the floor (vs halo_fast load)",
-    }
-    out = [(f"{titles[task]} ({what})", headers, _contender_rows(rows)) for task, rows in result["tasks"].items()]
-    if result.get("scaling"):
-        rows = []
-        for r in result["scaling"]:
-            row = [r["size"], _n(r["mb"]), str(r["tokens"])]
-            for task in ("load", "reduce"):
-                m = r.get(task, {})
-                ok = m.get("status") == "ok"
-                row += (
-                    [_s(m["median_s"]), f"{m['s_per_gb']:.2f}", _n(m["peak_rss_mb"])]
-                    if ok
-                    else [m.get("status", ""), "", ""]
-                )
-            rows.append(row)
-        out.append(
-            (
-                "scaling: halo_fast by file size",
-                [
-                    "size",
-                    "MB",
-                    "tokens",
-                    "load s",
-                    "load s/GB",
-                    "load RSS MB",
-                    "reduce s",
-                    "reduce s/GB",
-                    "reduce RSS MB",
-                ],
-                rows,
-            )
-        )
-    if result.get("threads"):
-        counts = [k for k in result["threads"][0] if k != "task"]
-        rows = []
-        for r in result["threads"]:
-            row = [r["task"]] + [_s(r[k].get("median_s")) or r[k].get("status", "") for k in counts]
-            first, last = r[counts[0]].get("median_s"), r[counts[-1]].get("median_s")
-            row.append(f"{first / last:.2f}x" if first and last else "")
-            rows.append(row)
-        out.append(
-            (
-                "threads: halo_fast with NUMBA_NUM_THREADS (median s, whole process)",
-                ["task"] + [f"{k} thread{'s' * (k != '1')}" for k in counts] + ["speedup"],
-                rows,
-            )
-        )
-    cold = result.get("cold_start")
-    if cold:
-        if cold["status"] == "ok":
-            rows = [
-                [
-                    "empty numba cache (first run)",
-                    _s(cold["cold_s"]),
-                    _s(cold["cold_inner_s"]),
-                    _n(cold["cold_rss_mb"]),
-                ],
-                [
-                    "warm cache (median of later runs)",
-                    _s(cold["warm_median_s"]),
-                    _s(cold["warm_inner_s"]),
-                    _n(cold["warm_rss_mb"]),
-                ],
-            ]
-        else:
-            rows = [["failed", "", "", cold.get("note", "")]]
-        out.append(
-            (
-                f"cold start: halo_fast.reduce on {cold.get('mb', 0):.0f} MB in a new process",
-                ["numba cache", "process s", "work s", "peak RSS MB"],
-                rows,
-            )
-        )
-    return out + format_sections(result)
+    out = [
+        Table(f"{TASK_TITLES[task]} ({what})", CONTENDER_HEADERS, _contender_cells(rows))
+        for task, rows in res.tasks.items()
+    ]
+    if res.scaling:
+        out.append(_scaling_table(res.scaling))
+    if res.threads:
+        out.append(_threads_table(res.threads))
+    if res.cold_start is not None:
+        out.append(_cold_table(res.cold_start))
+    return out + format_sections(res)
 
 
-def _x(x) -> str:
-    return "" if x is None else f"{x:.2f}x"
+#: a format section's comparisons of one row, as its ratio columns show them
+Ratios = Callable[[ContenderRow], tuple]
+FORMAT_HEAD = ["contender", "median s", "min s", "MB/s", "peak RSS MB"]
+FORMAT_TAIL = ["imports s", "work s", "checksum s", "check"]
 
 
-def _format_rows(rows: list, mb: float, ratios: tuple) -> list:
-    """One line per contender: times, MB/s of ``mb``, peak RSS, the ``ratios`` keys, imports, work, check."""
+def _format_cells(section: FormatSection, ratios: Ratios) -> list[list[str]]:
+    """One line per contender: times, MB/s of the section's bytes, peak RSS, ``ratios``, imports, work, check."""
     out = []
-    for r in rows:
-        if r["status"] != "ok":
-            out.append([r["contender"], r["status"]] + [""] * (6 + len(ratios)) + [r.get("note", "")])
+    for r in section.rows:
+        t = r.timing
+        shown = [_x(x) for x in ratios(r)]
+        if not r.ok:
+            out.append([r.contender, t.status] + [""] * (6 + len(shown)) + [t.note or ""])
             continue
         out.append(
-            [r["contender"], _s(r["median_s"]), _s(r["min_s"]), _n(mb / r["median_s"]), _n(r["peak_rss_mb"])]
-            + [_x(r.get(k)) for k in ratios]
-            + [_s(r.get("import_s")), _s(r.get("inner_s")), _s(r.get("check_s")), r.get("check", "")]
+            [r.contender, _s(t.median_s), _s(t.min_s), _n(section.mb / t.median_s), _n(t.peak_rss_mb)]
+            + shown
+            + [_s(t.import_s), _s(t.inner_s), _s(t.check_s), r.check or ""]
         )
     return out
 
 
-def format_sections(result: dict) -> list:
+def format_sections(result: Results | dict) -> list[Table]:
     """The other formats of the main capture (.bin directory, HDF5, gzip) and `convert`."""
+    res = _results(result)
     out = []
-    head = ["contender", "median s", "min s", "MB/s", "peak RSS MB"]
-    tail = ["imports s", "work s", "checksum s", "check"]
-    d = result.get("directory")
-    if d:
-        cap = d["input"]
+    d = res.directory
+    if d is not None:
         out.append(
-            (
-                f"directory: .bin capture directory ({cap.get('bin_files')} .bin files, {d['mb']:.1f} MB of "
+            Table(
+                f"directory: .bin capture directory ({d.input.get('bin_files')} .bin files, {d.mb:.1f} MB of "
                 f"float32; MB/s of those bytes; vs floor: time / np.fromfile's, whole process and work)",
-                head + ["vs floor", "work vs floor"] + tail,
-                _format_rows(d["rows"], d["mb"], ("vs_floor", "vs_floor_work")),
+                FORMAT_HEAD + ["vs floor", "work vs floor"] + FORMAT_TAIL,
+                _format_cells(d, lambda r: (r.vs_floor, r.vs_floor_work)),
             )
         )
-    h = result.get("hdf5")
-    if h:
-        cap = h["input"]
+    h = res.hdf5
+    if h is not None:
         out.append(
-            (
-                f"hdf5: the converted capture read back ({cap['bytes'] / 1e6:.1f} MB .h5, format_version "
-                f"{cap['params'].get('format_version')}, uncompressed; MB/s of the {h['mb']:.1f} MB of float32; "
+            Table(
+                f"hdf5: the converted capture read back ({h.input['bytes'] / 1e6:.1f} MB .h5, format_version "
+                f"{h.input['params'].get('format_version')}, uncompressed; MB/s of the {h.mb:.1f} MB of float32; "
                 "speedup: JSON load time / this, whole process and work)",
-                head + ["speedup", "work speedup"] + tail,
-                _format_rows(h["rows"], h["mb"], ("json_over", "json_work_over")),
+                FORMAT_HEAD + ["speedup", "work speedup"] + FORMAT_TAIL,
+                _format_cells(h, lambda r: (r.json_over, r.json_work_over)),
             )
         )
-    for part in result.get("gzip", {}).get("inputs", []):
-        cap = part["input"]
+    for part in res.gzip or []:
         out.append(
-            (
-                f"gzip: {os.path.basename(cap['path'])} ({cap['bytes'] / 1e6:.1f} MB, {part['mb']:.1f} MB of "
-                "text; MB/s of the text; vs floor: time / gzip -dc's)",
-                head + ["vs floor"] + tail,
-                _format_rows(part["rows"], part["mb"], ("vs_floor",)),
+            Table(
+                f"gzip: {os.path.basename(part.input['path'])} ({part.input['bytes'] / 1e6:.1f} MB, {part.mb:.1f} MB "
+                "of text; MB/s of the text; vs floor: time / gzip -dc's)",
+                FORMAT_HEAD + ["vs floor"] + FORMAT_TAIL,
+                _format_cells(part, lambda r: (r.vs_floor,)),
             )
         )
-    c = result.get("convert")
-    if c:
-        rows = []
-        for r in c["rows"]:
-            if r["status"] != "ok":
-                rows.append([r["size"], _n(r["mb"]), str(r["tokens"]), r["status"], "", "", "", r.get("note", "")])
-                continue
-            rows.append(
-                [
-                    r["size"],
-                    _n(r["mb"]),
-                    str(r["tokens"]),
-                    _s(r["median_s"]),
-                    _s(r["min_s"]),
-                    _n(r["mb"] / r["median_s"]),
-                    _n(r["peak_rss_mb"]),
-                    _n(r.get("output_mb")),
-                ]
-            )
-        out.append(
-            (
-                "convert: python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none (whole process)",
-                ["size", "JSON MB", "tokens", "median s", "min s", "MB/s", "peak RSS MB", "output MB"],
-                rows,
-            )
-        )
+    if res.convert is not None:
+        out.append(_convert_table(res.convert))
     return out
 
 
-def _table(headers, rows, markdown: bool) -> str:
+def _convert_table(rows: list[ConvertRow]) -> Table:
+    cells = []
+    for r in rows:
+        t = r.timing
+        if not r.ok:
+            cells.append([r.size, _n(r.mb), str(r.tokens), t.status, "", "", "", t.note or ""])
+            continue
+        cells.append(
+            [
+                r.size,
+                _n(r.mb),
+                str(r.tokens),
+                _s(t.median_s),
+                _s(t.min_s),
+                _n(r.mb / t.median_s),
+                _n(t.peak_rss_mb),
+                _n(r.output_mb),
+            ]
+        )
+    return Table(
+        "convert: python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none (whole process)",
+        ["size", "JSON MB", "tokens", "median s", "min s", "MB/s", "peak RSS MB", "output MB"],
+        cells,
+    )
+
+
+def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -264,21 +285,28 @@ def _table(headers, rows, markdown: bool) -> str:
 
 
 def text(result: dict) -> str:
+    """The terminal's view of a result (with the CLI's ``machine``): one line of machine, then every table."""
     m = result["machine"]
+    res = _results(result)
     parts = [
         f"halo_fast bench: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
         f"numpy {m['numpy']}, numba {m['numba']}"
     ]
-    for title, headers, rows in sections(result):
+    for title, headers, rows in sections(res):
         parts.append(f"\n{title}\n" + _table(headers, rows, markdown=False))
-    for note in result.get("notes", []):
+    for note in res.notes:
         parts.append(f"note: {note}")
-    parts.append("\nall checks passed" if result["ok"] else "\nSOME CHECKS FAILED (see the check column)")
+    parts.append("\nall checks passed" if res.ok else "\nSOME CHECKS FAILED (see the check column)")
     return "\n".join(parts)
 
 
 def markdown(result: dict) -> str:
+    """bench/RESULTS.md: the command and machine that made the numbers, every table, the contenders, the notes.
+
+    ``result`` is the dict the CLI holds: the runner's plus ``machine``, ``command`` and ``config``.
+    """
     m = result["machine"]
+    res = _results(result)
     parts = [
         "# halo_fast benchmark results",
         "",
@@ -304,11 +332,11 @@ def markdown(result: dict) -> str:
         f"{result['config']['repeat']} runs after one warm-up run, file in the page cache. "
         "Peak RSS is that process's `ru_maxrss`. How to read these: [README.md](README.md).",
     ]
-    for title, headers, rows in sections(result):
+    for title, headers, rows in sections(res):
         parts += ["", f"## {title}", "", _table(headers, rows, markdown=True)]
     parts += ["", "## contenders", ""]
     parts += [f"- **{name}**: {text}" for name, text in DESCRIPTIONS.items()]
-    if result.get("notes"):
-        parts += ["", "## notes", ""] + [f"- {note}" for note in result["notes"]]
-    parts += ["", "All checks passed." if result["ok"] else "**Some checks failed** (see the check column).", ""]
+    if res.notes:
+        parts += ["", "## notes", ""] + [f"- {note}" for note in res.notes]
+    parts += ["", "All checks passed." if res.ok else "**Some checks failed** (see the check column).", ""]
     return "\n".join(parts)
