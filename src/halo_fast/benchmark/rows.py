@@ -36,7 +36,23 @@ def _pick(cls, data: dict) -> dict:
 
 
 @dataclass
-class Timing:
+class Outcome:
+    """What every measurement carries first: whether it ran (OK, FAILED, SKIPPED) and, if not, why."""
+
+    status: str  # OK, FAILED or SKIPPED
+    note: str | None = None  # why it failed or was skipped
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
+
+
+@dataclass
+class Timing(Outcome):
     """One command timed in fresh processes (see :func:`.processes.measure`), or why it was not.
 
     The times are whole processes; ``inner_s``, ``import_s`` and ``check_s`` are what a
@@ -44,8 +60,6 @@ class Timing:
     absent for commands that are not contenders (``cat``, ``gzip -dc``, ``convert``).
     """
 
-    status: str  # OK, FAILED or SKIPPED
-    note: str | None = None  # why it failed or was skipped
     median_s: float | None = None
     min_s: float | None = None
     runs_s: list[float] | None = None
@@ -54,10 +68,6 @@ class Timing:
     inner_s: float | None = None
     import_s: float | None = None
     check_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
 
     @property
     def measured(self) -> bool:
@@ -139,25 +149,15 @@ class FormatRow(ContenderRow):
 
 
 @dataclass
-class Brief:
+class Brief(Outcome):
     """halo_fast's time on one capture as the scaling and threads tables show it (per GB, per second)."""
 
-    status: str
-    note: str | None = None
     median_s: float | None = None
     min_s: float | None = None
     s_per_gb: float | None = None
     mb_per_s: float | None = None
     peak_rss_mb: float | None = None
     inner_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAILED
 
     @classmethod
     def of(cls, timing: Timing, file_bytes: int) -> Brief:
@@ -232,11 +232,9 @@ class ThreadRow:
 
 
 @dataclass
-class ColdStart:
+class ColdStart(Outcome):
     """``halo_fast.reduce`` in a new process with an empty numba cache, then warm: what compiling costs once."""
 
-    status: str
-    note: str | None = None
     mb: float | None = None
     cold_s: float | None = None
     cold_inner_s: float | None = None
@@ -245,14 +243,6 @@ class ColdStart:
     compile_s: float | None = None
     cold_rss_mb: float | None = None
     warm_rss_mb: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAILED
 
     def to_json(self) -> dict:
         if not self.ok:
