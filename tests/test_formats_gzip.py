@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import halo_fast
 from formats_common import SYNTH, assert_same_capture, assert_same_reduced
-from halo_fast.formats.detect import detect
 from halo_fast.formats.base import SourceOptions
+from halo_fast.formats.detect import detect
 from halo_fast.formats.json_gz import GzipJson
 from halo_fast.formats.json_single import ScannedJson
 from halo_fast.synth import write_capture
