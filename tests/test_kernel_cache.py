@@ -1,13 +1,24 @@
-"""numba's cache is dropped when any kernel source changes, not only the kernel's own file."""
+"""numba's cache is dropped when any kernel source changes, not only the kernel's own file.
+
+The check runs at a process's first kernel use (load or compile), in the folder numba
+really caches in, never at import: importing deletes nothing.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from halo_fast.kernels.cache import COMPILING_NOTE, STAMP, drop_stale_cache
+import pytest
+
+import halo_fast.kernels.jit
+from halo_fast.kernels.cache import COMPILING_NOTE, STAMP, drop_stale_cache, sources_fingerprint
+
+KERNELS = Path(halo_fast.kernels.jit.__file__).parent
 
 
 def _cached(folder: Path) -> list[str]:
@@ -33,6 +44,19 @@ def test_cache_follows_every_source_file(tmp_path):
     assert _cached(tmp_path) == []
 
 
+def test_cache_folder_may_be_elsewhere(tmp_path):
+    """Under NUMBA_CACHE_DIR the kernels are cached away from their sources: stamp and drop there."""
+    sources, cache = tmp_path / "sources", tmp_path / "numba" / "sources_1a2b"
+    sources.mkdir()
+    (sources / "floats.py").write_text("A = 1\n")
+    assert drop_stale_cache(sources, cache)  # the folder need not exist yet
+    assert (cache / STAMP).read_text() == sources_fingerprint(sources) and not (sources / "__pycache__").exists()
+    (cache / "reduce.kernel-3.py311.nbi").write_text("x")
+    assert not drop_stale_cache(sources, cache)
+    (sources / "floats.py").write_text("A = 2\n")
+    assert drop_stale_cache(sources, cache) and not (cache / "reduce.kernel-3.py311.nbi").exists()
+
+
 def test_unwritable_cache_is_left_alone(tmp_path):
     (tmp_path / "floats.py").write_text("A = 1\n")
     (tmp_path / "__pycache__").write_text("not a folder")  # unwritable even for root
@@ -40,17 +64,94 @@ def test_unwritable_cache_is_left_alone(tmp_path):
     assert (tmp_path / "__pycache__").read_text() == "not a folder"
 
 
-def test_package_cache_is_stamped_on_import():
-    import halo_fast.kernels as kernels
-    from halo_fast.kernels.cache import sources_fingerprint
+FIRST_USE_SCRIPT = """
+import json, os
+from pathlib import Path
 
-    folder = Path(kernels.__file__).parent
-    subprocess.run([sys.executable, "-c", "import halo_fast.kernels"], check=True)
-    stamp = folder / "__pycache__" / STAMP
-    if stamp.exists():  # absent only where the install is read-only
-        assert stamp.read_text() == sources_fingerprint(folder)
+cache_dir = Path(os.environ["NUMBA_CACHE_DIR"])
+import halo_fast.kernels
+
+package_import_touched = cache_dir.exists()
+from halo_fast.kernels import arrays, floats, reduce, rowstats, structure  # every kernel module
+from halo_fast.kernels.cache import STAMP
+
+folder = Path(structure.find_structural._cache.cache_path)  # numba makes it when the modules load
+stamp = folder / STAMP
+listing = lambda: sorted(p.name for p in folder.iterdir())
+before, stamp_before = listing(), stamp.read_text() if stamp.exists() else None
+import numpy as np
+
+assert structure.find_structural(np.frombuffer(b'{"a": [1]}', dtype=np.uint8), 0, 10).tolist() == [0, 1, 3, 4, 6, 8, 9]
+hits = sum(structure.find_structural.stats.cache_hits.values())
+print(json.dumps(dict(touched=package_import_touched, folder=str(folder), before=before, stamp_before=stamp_before,
+                      after=listing(), hits=hits)))
+"""
 
 
+@pytest.mark.slow  # compiles in fresh processes
+def test_stale_cache_is_dropped_at_first_kernel_use_not_at_import(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "-c", FIRST_USE_SCRIPT], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    first = run()
+    assert first["touched"] is False  # importing halo_fast.kernels touched no file (numba's folder not even made)
+    assert first["before"] == [] and first["stamp_before"] is None  # nothing checked before a kernel ran
+    folder = Path(first["folder"])
+    assert folder.parent == tmp_path / "cache"
+    assert (folder / STAMP).read_text() == sources_fingerprint(KERNELS)  # stamped at first use
+    assert any(name.startswith("structure.find_structural-") and name.endswith(".nbi") for name in first["after"])
+    assert first["hits"] == 0  # compiled, and saved
+    second = run()
+    assert second["hits"] == 1  # loaded from that cache
+    assert second["before"] == second["after"] == first["after"]
+    # as after a change to some kernel source: a stamp of other sources, and a stale file
+    (folder / STAMP).write_text("stale")
+    (folder / "structure.planted-1.py311.nbi").write_text("x")
+    third = run()
+    assert third["stamp_before"] == "stale" and "structure.planted-1.py311.nbi" in third["before"]  # import: kept
+    assert "structure.planted-1.py311.nbi" not in third["after"]  # first use: dropped ...
+    assert third["hits"] == 0  # ... with the cached kernels of other sources: compiled again
+    assert (folder / STAMP).read_text() == sources_fingerprint(KERNELS)
+
+
+COPY_SCRIPT = """
+import numpy as np
+import kernels_copy.structure as s
+
+assert s.find_structural(np.frombuffer(b"[1]", dtype=np.uint8), 0, 3).tolist() == [0, 2]
+print(sum(s.find_structural.stats.cache_hits.values()))
+"""
+
+
+@pytest.mark.slow  # compiles in fresh processes
+def test_a_change_to_any_kernel_source_drops_the_cache(tmp_path):
+    """A copy of the kernels, cached beside it (__pycache__): a change to pow5.py -- no kernel of
+    structure.py lives there, so numba's own check would still load it -- recompiles it."""
+    copy = tmp_path / "kernels_copy"
+    copy.mkdir()
+    for path in KERNELS.glob("*.py"):
+        shutil.copy(path, copy / path.name)
+    env = {name: value for name, value in os.environ.items() if name != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+
+    def hits() -> str:
+        done = subprocess.run([sys.executable, "-c", COPY_SCRIPT], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert hits() == "0" and hits() == "1"
+    with open(copy / "pow5.py", "a") as f:
+        f.write("\n# changed\n")
+    assert hits() == "0"
+    assert hits() == "1"
+    assert (copy / "__pycache__" / STAMP).read_text() == sources_fingerprint(copy)
+
+
+@pytest.mark.slow  # compiles in fresh processes
 def test_compiling_is_announced_once_and_loading_from_the_cache_is_not(tmp_path):
     (tmp_path / "kernel_module.py").write_text(
         "from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n\n"
@@ -113,6 +214,7 @@ print(hits, refreshed)
 """
 
 
+@pytest.mark.slow  # compiles in fresh processes
 def test_cached_kernels_load_without_the_full_refresh_and_still_compile_on_a_miss(tmp_path):
     (tmp_path / "quick_kernels.py").write_text(QUICK_LOAD_MODULE)
     env = {
@@ -125,3 +227,5 @@ def test_cached_kernels_load_without_the_full_refresh_and_still_compile_on_a_mis
     again = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
     assert first.stdout.split() == ["0", "True"]  # compiled: numba refreshed its context
     assert again.stdout.split() == ["2", "False"]  # both loaded from the cache, no refresh
+    assert list((tmp_path / "cache").rglob("*.nbi"))
+    assert not list((tmp_path / "cache").rglob(STAMP))  # kernels outside halo_fast/kernels: numba's check only

@@ -7,6 +7,10 @@ missing (skipped), never as a number.  Each kernel has a plain numpy twin in
 ``tests/test_analysis_kernels.py``; the tests compare both on random and hand-picked
 inputs (empty, one step, NaN beyond context).
 
+Every loop is bounded by each array it indexes: steps by ``data``, ``ctx`` and the
+per-step inputs and outputs, positions and segments by every output, so mismatched
+lengths make a kernel do less, never read or write outside an array.
+
 Distance modes of the cumulative score (see ``distance_weight``): 0 none, 1 linear,
 2 logarithmic.
 """
@@ -35,8 +39,9 @@ def segment_stats(data, ctx, labels, out_sum, out_max, out_count):
     ``labels`` is int64 ``[P]`` (``-1``: no segment); outputs are ``[T, S]``. A segment with
     no valid value at a step gets sum 0, max NaN, count 0.
     """
-    n_steps, n_cols = data.shape
-    n_seg = out_sum.shape[1]
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0], out_sum.shape[0], out_max.shape[0], out_count.shape[0])
+    n_seg = min(out_sum.shape[1], out_max.shape[1], out_count.shape[1])
     n_lab = min(labels.shape[0], n_cols)
     for t in prange(n_steps):
         for s in range(n_seg):
@@ -68,7 +73,8 @@ def fit_trend(x, y, log_mode, out_slope, out_intercept, out_r2, out_n):
     distinct ``x`` get NaN slope, intercept and r2; ``out_n`` counts the points used.
     """
     n_steps = min(x.shape[0], y.shape[0])
-    for j in prange(y.shape[1]):
+    n_series = min(y.shape[1], out_slope.shape[0], out_intercept.shape[0], out_r2.shape[0], out_n.shape[0])
+    for j in prange(n_series):
         sw = 0.0
         sx = 0.0
         sy = 0.0
@@ -131,8 +137,9 @@ def distance_profile(data, ctx, out_sum, out_count):
     distance ``d`` (index 0 unused); distances beyond ``D`` are ignored. Accumulates (the
     caller zeroes).
     """
-    n_steps, n_cols = data.shape
-    top = out_sum.shape[0] - 1
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0])
+    top = min(out_sum.shape[0], out_count.shape[0]) - 1
     for t in range(n_steps):
         stop = _valid_columns(ctx[t], n_cols)
         for c in range(stop):
@@ -150,7 +157,8 @@ def distance_profile(data, ctx, out_sum, out_count):
 def step_shares(data, ctx, n_prompt, window, out_total, out_local, out_prompt):
     """Per step: float64 sum of finite values over the context, over its last ``window`` columns, and over
     the prompt columns ``[0, n_prompt)``."""
-    n_steps, n_cols = data.shape
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0], out_total.shape[0], out_local.shape[0], out_prompt.shape[0])
     for t in prange(n_steps):
         stop = _valid_columns(ctx[t], n_cols)
         lo = max(stop - window, 0)
@@ -175,7 +183,9 @@ def step_shares(data, ctx, n_prompt, window, out_total, out_local, out_prompt):
 def row_summary(data, ctx, out_min, out_max, out_sum, out_valid, out_nan_inside, out_nan_beyond):
     """Per step: min, max, float64 sum and count of the non-NaN values inside the context, NaN count inside
     it, and count of columns beyond it that are *not* NaN (should be 0). min/max are NaN for an empty row."""
-    n_steps, n_cols = data.shape
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0], out_min.shape[0], out_max.shape[0], out_sum.shape[0])
+    n_steps = min(n_steps, out_valid.shape[0], out_nan_inside.shape[0], out_nan_beyond.shape[0])
     for t in prange(n_steps):
         stop = _valid_columns(ctx[t], n_cols)
         lo = np.inf
@@ -220,8 +230,9 @@ def magnitude_scores(data, ctx, threshold, start, cap, exclude_bos, traj, out_fi
     0 is never scored (NaN).  ``traj`` is ``[T, N]`` (score after each step, NaN before the
     position appears) or ``[0, 0]`` to skip the trajectory.
     """
-    n_steps, n_cols = data.shape
-    n_pos = out_final.shape[0]
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0], threshold.shape[0])
+    n_pos = min(out_final.shape[0], out_peak.shape[0])
     keep_traj = traj.shape[0] == n_steps and traj.shape[1] == n_pos and n_steps > 0
     for i in prange(n_pos):
         score = np.nan
@@ -261,8 +272,9 @@ def rolling_votes(data, ctx, row_mean, min_distance, traj, out_final, out_peak):
     :func:`magnitude_scores`. ``out_peak`` equals ``out_final`` (votes never decrease) and is
     filled for a uniform interface.
     """
-    n_steps, n_cols = data.shape
-    n_pos = out_final.shape[0]
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0], row_mean.shape[0])
+    n_pos = min(out_final.shape[0], out_peak.shape[0])
     keep_traj = traj.shape[0] == n_steps and traj.shape[1] == n_pos and n_steps > 0
     for i in prange(n_pos):
         score = np.nan
@@ -295,8 +307,11 @@ def distance_weight(d, mode, min_distance, scale):
 
 @kernel()
 def cumulative_one(data, ctx, i, decay_rate, boost, mode, min_distance, scale, floor, traj, col):
-    """Cumulative score of position ``i``; returns (final, peak). Writes ``traj[:, col]`` when ``col >= 0``."""
-    n_steps, n_cols = data.shape
+    """Cumulative score of position ``i``; returns (final, peak). Writes ``traj[:, col]`` when ``col >= 0``
+    (and traj has that column and a row for every step). A negative ``i`` is in no context: (NaN, NaN)."""
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0]) if i >= 0 else 0
+    write = col >= 0 and col < traj.shape[1] and traj.shape[0] >= n_steps
     score = np.nan
     peak = np.nan
     for t in range(n_steps):
@@ -311,7 +326,7 @@ def cumulative_one(data, ctx, i, decay_rate, boost, mode, min_distance, scale, f
                 score = 0.0
             if peak != peak or score > peak:
                 peak = score
-        if col >= 0:
+        if write:
             traj[t, col] = score
     return score, peak
 
@@ -323,8 +338,8 @@ def cumulative_scores(data, ctx, decay_rate, boost, mode, min_distance, scale, f
 
     ``w`` is :func:`distance_weight` with the distance ``ctx[t] - i``. ``traj`` as in :func:`magnitude_scores`.
     """
-    n_steps = data.shape[0]
-    n_pos = out_final.shape[0]
+    n_steps = min(data.shape[0], ctx.shape[0])
+    n_pos = min(out_final.shape[0], out_peak.shape[0])
     keep_traj = traj.shape[0] == n_steps and traj.shape[1] == n_pos and n_steps > 0
     for i in prange(n_pos):
         pos = np.int64(i)
@@ -340,8 +355,9 @@ def cumulative_scores(data, ctx, decay_rate, boost, mode, min_distance, scale, f
 def sweep_cumulative(data, ctx, decay_rates, boosts, modes, min_distances, scales, floor, out_final, out_peak):
     """The cumulative score of positions ``0..N-1`` for every grid point ``g`` (outputs ``[G, N]``), in parallel
     across grid points."""
-    n_grid = min(decay_rates.shape[0], out_final.shape[0])
-    n_pos = out_final.shape[1]
+    n_grid = min(decay_rates.shape[0], boosts.shape[0], modes.shape[0], min_distances.shape[0], scales.shape[0])
+    n_grid = min(n_grid, out_final.shape[0], out_peak.shape[0])
+    n_pos = min(out_final.shape[1], out_peak.shape[1])
     dummy = np.empty((0, 0))
     for g in prange(n_grid):
         for i in range(n_pos):
@@ -366,8 +382,10 @@ def sweep_cumulative(data, ctx, decay_rates, boosts, modes, min_distances, scale
 def mass_retained(data, ctx, kept, out):
     """Per kept-set ``k`` (``kept`` bool ``[K, P]``) and step: the share of the step's finite attention on
     columns ``[0, P)`` that falls on kept columns (``out`` float64 ``[K, T]``; NaN when that attention is 0)."""
-    n_steps, n_cols = data.shape
-    n_sets, n_prompt = kept.shape
+    n_cols = data.shape[1]
+    n_steps = min(data.shape[0], ctx.shape[0], out.shape[1])
+    n_sets = min(kept.shape[0], out.shape[0])
+    n_prompt = kept.shape[1]
     for k in prange(n_sets):
         for t in range(n_steps):
             stop = min(_valid_columns(ctx[t], n_cols), n_prompt)

@@ -1,7 +1,6 @@
-"""numba kernels: the number parser, array decoding, fused reductions, structure scanning."""
+"""numba kernels: the number parser, array decoding, fused reductions, structure scanning.
 
-from pathlib import Path
-
-from .cache import drop_stale_cache
-
-drop_stale_cache(Path(__file__).parent)
+Importing this package imports nothing and touches no file. numba's cache of the
+kernels is checked against all of this folder's sources (``cache.py``) lazily, when
+the first kernel is loaded or compiled (``jit.QuickLoadCache``), not here.
+"""

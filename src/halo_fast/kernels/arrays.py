@@ -4,7 +4,10 @@
 many spans in parallel, one span per task, each writing its own slice of the one
 preallocated output. Every read is bounded by the span's closing bracket and
 every write by the count the caller reserved, so no input can make a kernel
-touch memory outside its buffers.
+touch memory outside its buffers; and before reading, each kernel checks that
+the span, the output slice and every per-span array index lie inside the arrays
+it was given (ARRAY_OUT_OF_BOUNDS otherwise: a caller's bug, never a file's), so
+no arguments can either. These checks cost a few compares per span, none per value.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ ARRAY_TOO_MANY = 3  # more values than the shape says
 ARRAY_TOO_FEW = 4  # fewer values than the shape says
 ARRAY_TRAILING_COMMA = 5
 ARRAY_TRUNCATED = 6
+ARRAY_OUT_OF_BOUNDS = 8  # span or output slice outside the given arrays (7 is kernels.reduce's ARRAY_HAS_HARD)
 
 MESSAGES = {
     ARRAY_BAD_NUMBER: "malformed number in attention data",
@@ -30,6 +34,7 @@ MESSAGES = {
     ARRAY_TOO_FEW: "attention data has fewer values than its shape",
     ARRAY_TRAILING_COMMA: "trailing comma in attention data",
     ARRAY_TRUNCATED: "attention data ends inside a number",
+    ARRAY_OUT_OF_BOUNDS: "internal error: an attention span or its output lies outside the decoder's buffers",
 }
 
 HARD_SLOTS = 8  # hard numbers remembered per span; more trigger a serial re-run
@@ -41,9 +46,14 @@ def decode_array(buf, start, end, out, out_start, count, hard):
 
     ``hard`` (int64[k, 3]) receives (byte start, byte end, value index) of numbers the
     Python reference must finish. Returns (code, byte position, values parsed, hard count).
+    ARRAY_OUT_OF_BOUNDS, reading and writing nothing, unless 0 <= start, end < len(buf)
+    (the ']' is in buf) and out[out_start:out_start+count] lies inside out.
     """
+    if start < 0 or end >= buf.shape[0] or out_start < 0 or count > out.shape[0] - out_start:
+        return ARRAY_OUT_OF_BOUNDS, start, 0, 0
+    slots = hard.shape[0] if hard.shape[1] >= 3 else 0
     # Whitespace loops are written out: a helper call per value costs twice the parse time.
-    data = byte_view(buf)  # reads bounded by end, as in parse_value
+    data = byte_view(buf)  # reads bounded by end < len(buf), as in parse_value
     p = start + 1
     while p < end and (data[p] == 32 or data[p] == 10 or data[p] == 13 or data[p] == 9):
         p += 1
@@ -59,7 +69,7 @@ def decode_array(buf, start, end, out, out_start, count, hard):
         value, after, status = parse_number(data, p, end)
         if status != OK:
             if status == HARD:
-                if n_hard < hard.shape[0]:
+                if n_hard < slots:
                     hard[n_hard, 0] = p
                     hard[n_hard, 1] = after
                     hard[n_hard, 2] = n
@@ -89,11 +99,19 @@ def decode_array(buf, start, end, out, out_start, count, hard):
 
 @kernel(parallel=True)
 def decode_arrays(buf, starts, ends, out_starts, counts, order, out, status, hard):
-    """Decode spans ``order[k]`` in parallel; status[i] = (code, position, parsed, hard count)."""
+    """Decode spans ``order[k]`` in parallel; status[i] = (code, position, parsed, hard count).
+
+    An ``i`` outside any per-span array (starts, ends, out_starts, counts, hard, status) is skipped.
+    """
+    n_spans = min(starts.shape[0], ends.shape[0], out_starts.shape[0], counts.shape[0], hard.shape[0])
+    n_spans = min(n_spans, status.shape[0]) if status.shape[1] >= 4 else 0
     for k in prange(order.shape[0]):
         i = order[k]
-        code, position, parsed, n_hard = decode_array(buf, starts[i], ends[i], out, out_starts[i], counts[i], hard[i])
-        status[i, 0] = code
-        status[i, 1] = position
-        status[i, 2] = parsed
-        status[i, 3] = n_hard
+        if i >= 0 and i < n_spans:
+            code, position, parsed, n_hard = decode_array(
+                buf, starts[i], ends[i], out, out_starts[i], counts[i], hard[i]
+            )
+            status[i, 0] = code
+            status[i, 1] = position
+            status[i, 2] = parsed
+            status[i, 3] = n_hard

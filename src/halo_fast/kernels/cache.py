@@ -8,6 +8,12 @@ sources are fingerprinted together, and cached code made from other sources is
 dropped before any kernel loads. A fresh install replaces every file, so numba sees
 those changes itself; a read-only install (its cache elsewhere) never changes.
 
+The check runs lazily, once per process and cache folder: ``jit.QuickLoadCache`` calls
+``drop_stale_cache_once`` before the first kernel of this folder is loaded from (or
+saved to) numba's cache, in the folder numba really uses (``__pycache__`` beside the
+sources, or the one under ``NUMBA_CACHE_DIR``). Importing the package deletes
+nothing: a process that never runs a kernel never touches the cache.
+
 The first run after installing compiles the kernels (seconds, once): ``announce_compiling``
 says so, rather than leaving a terminal silent while it happens.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 STAMP = "halo_fast_kernels.fingerprint"
@@ -28,9 +35,12 @@ def sources_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def drop_stale_cache(folder: Path) -> bool:
-    """Remove ``folder/__pycache__``'s numba files unless they were made from these sources; True if removed."""
-    cache = folder / "__pycache__"
+def drop_stale_cache(folder: Path, cache: Path | None = None) -> bool:
+    """Remove ``cache``'s numba files unless they were made from ``folder``'s sources; True if removed.
+
+    ``cache`` is the folder numba caches ``folder``'s kernels in (default ``folder/__pycache__``).
+    """
+    cache = folder / "__pycache__" if cache is None else cache
     stamp = cache / STAMP
     fingerprint = sources_fingerprint(folder)
     try:
@@ -41,13 +51,33 @@ def drop_stale_cache(folder: Path) -> bool:
     try:
         for path in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
             path.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
         temporary = cache / f"{STAMP}.{os.getpid()}"
         temporary.write_text(fingerprint)
         os.replace(temporary, stamp)
     except OSError:  # a read-only install: nothing is cached beside it, and its files do not change
         return False
     return True
+
+
+_checked: set[str] = set()  # cache folders already checked by this process
+_checking = threading.Lock()
+
+
+def drop_stale_cache_once(folder: Path, cache: Path) -> None:
+    """``drop_stale_cache(folder, cache)``, the first time this process asks for ``cache`` only.
+
+    Called before each cache load or save (once per kernel signature, not per call): a
+    set lookup after the first time. The lock keeps two threads compiling their first
+    kernels at once from both dropping files.
+    """
+    key = str(cache)
+    if key in _checked:
+        return
+    with _checking:
+        if key not in _checked:
+            drop_stale_cache(folder, cache)
+            _checked.add(key)
 
 
 COMPILING_NOTE = "compiling halo_fast's numba kernels: only on the first run, they are cached for later runs"

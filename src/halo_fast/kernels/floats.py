@@ -149,10 +149,11 @@ def _is_bytes(buf):
 
 
 @intrinsic
-def load_u64(typingctx, buf, index):
-    """Eight bytes of a uint8 array (or of a byte_view) at any offset, as one little-endian uint64.
+def _raw_load_u64(typingctx, buf, index):
+    """Eight bytes of a uint8 array (or of a byte_view) at any offset, as one uint64 (little-endian machines).
 
-    Unchecked: callers guarantee index + 8 <= the end they may read to.
+    Unchecked -- no bounds check even under NUMBA_BOUNDSCHECK=1: callers guarantee
+    index + 8 <= the end they may read to (see load_u64).
     """
     if not (_is_bytes(buf) and isinstance(index, types.Integer)):
         return None
@@ -188,14 +189,31 @@ def _same_array(buf):
     return buf
 
 
+@kernel(inline="always")
+def _checked_load_u64(buf, index):
+    """load_u64 byte by byte through ordinary (bounds-checked) indexing: the NUMBA_BOUNDSCHECK=1 version."""
+    value = U0
+    for k in range(8):
+        value |= np.uint64(buf[index + k]) << np.uint64(8 * k)
+    return value
+
+
 # The hot loops read bytes through byte_view(buf): a raw pointer, which numba
 # indexes without the negative-index fix-up, and which -- unlike an array handed
 # to an inlined function -- carries no reference count (that cost an atomic
 # incref/decref pair per number: numba cannot prune them across the parser's many
-# exits). Every read stays below an `end` the caller checked. Under
-# NUMBA_BOUNDSCHECK=1 the view is the array itself, so checked runs still check
-# every byte read.
+# exits). Every read stays below an `end` that is at most the buffer's length:
+# parse_value clamps it, decode_array and reduce_array check their span against
+# the buffer before reading. Single bytes are read only at p < end; the eight-byte
+# reads of load_u64 only where p + 8 <= end (_take_digits: one compare per read;
+# the last bytes before end go through the byte-by-byte loop), so neither reaches
+# past the buffer, nor past a view's end into the bytes of the buffer it was cut from.
+#
+# Under NUMBA_BOUNDSCHECK=1 the view is the array itself and load_u64 reads its eight
+# bytes one by one through ordinary indexing, so checked runs check every read --
+# the raw intrinsic would not be checked (it sees only a pointer).
 byte_view = _same_array if config.BOUNDSCHECK else _data_pointer
+load_u64 = _checked_load_u64 if config.BOUNDSCHECK else _raw_load_u64
 
 
 @kernel(inline="always")
@@ -265,14 +283,23 @@ def parse_value(buf, p, end):
     """Parse one JSON number or literal starting at buf[p], not reading at or past end.
 
     Returns (value: float32, next_position, status) with status OK, HARD (valid,
-    but finish it with the reference), BAD_NUMBER or TRUNCATED.
+    but finish it with the reference), BAD_NUMBER or TRUNCATED. An ``end`` past the
+    buffer is taken as its length (the parse never reads beyond ``buf``, even when
+    ``buf`` is a view of a larger buffer); a negative ``p`` is BAD_NUMBER.
     """
+    end = min(end, buf.shape[0])
+    if p < 0:
+        return NAN32, p, BAD_NUMBER
     return parse_number(byte_view(buf), p, end)
 
 
 @kernel(inline="always")
 def parse_number(buf, p, end):
-    """parse_value on a byte_view (or the array): what loops that hold a byte_view call."""
+    """parse_value on a byte_view (or the array): what loops that hold a byte_view call.
+
+    Unchecked: the caller guarantees 0 <= p and end <= the buffer's length (a
+    byte_view has no length to check against).
+    """
     if p >= end:
         return NAN32, p, TRUNCATED
     b = buf[p]

@@ -10,25 +10,53 @@ compiled code needs none of them: that was 0.15-0.3 s of each short command's ru
 ``QuickLoadCache`` loads without it, starting only numba's runtime (which the loaded
 code calls). Compiling is unchanged: numba's compiler refreshes the context itself
 whenever the cache misses.
+
+For the kernels defined in this folder, ``QuickLoadCache`` also runs the cross-file
+freshness check of ``cache.py`` (``drop_stale_cache_once``): lazily, once per process,
+before the first of them is loaded from numba's cache or compiled and saved to it --
+not at import, so importing the package deletes no file. Kernels defined elsewhere
+(``analysis/kernels.py``) use only their own file, which numba checks itself.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from numba import njit
 from numba.core.caching import FunctionCache
 
+from .cache import drop_stale_cache_once
+
 __all__ = ["kernel", "QuickLoadCache"]
+
+FOLDER = Path(__file__).parent  # the sources cache.sources_fingerprint covers
 
 
 class QuickLoadCache(FunctionCache):
-    """numba's per-function disk cache, loading without the full target refresh."""
+    """numba's per-function disk cache, loading without the full target refresh.
+
+    ``sources``: the folder whose fingerprint must match before this cache is used
+    (set by ``kernel`` for this package's kernels; None: numba's own check only).
+    """
+
+    sources: Path | None = None
+
+    def _check_sources(self) -> None:
+        if self.sources is not None:
+            drop_stale_cache_once(self.sources, Path(self._cache_path))
 
     def load_overload(self, sig, target_context):
+        # numba calls this before compiling any signature, so the check precedes every load and save
+        self._check_sources()
         from numba.core.runtime import rtsys
 
         rtsys.initialize(target_context)
         with self._guard_against_spurious_io_errors():
             return self._load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        self._check_sources()
+        super().save_overload(sig, data)
 
 
 def kernel(**options):
@@ -37,7 +65,10 @@ def kernel(**options):
     def decorate(function):
         dispatcher = njit(cache=True, nogil=True, error_model="numpy", **options)(function)
         if isinstance(getattr(dispatcher, "_cache", None), FunctionCache):  # not under NUMBA_DISABLE_JIT=1
-            dispatcher._cache = QuickLoadCache(dispatcher.py_func)
+            cache = QuickLoadCache(dispatcher.py_func)
+            if Path(function.__code__.co_filename).parent == FOLDER:
+                cache.sources = FOLDER
+            dispatcher._cache = cache
         return dispatcher
 
     return decorate

@@ -6,6 +6,10 @@ mean over both, ``h`` over layers, ``l`` over heads) or -1 for a row not selecte
 whose numbers are stepped over without being parsed. Sums accumulate in float64
 in per-thread scratch rows allocated once by the caller; max and min follow
 numpy (NaN propagates).
+
+Every loop is bounded by the arrays it indexes: rows, groups and columns beyond
+an array's extent are never touched (reduce_array and reduce_arrays report such
+calls as ARRAY_OUT_OF_BOUNDS), whatever the arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .arrays import (
     ARRAY_BAD_NUMBER,
     ARRAY_BAD_SEPARATOR,
     ARRAY_OK,
+    ARRAY_OUT_OF_BOUNDS,
     ARRAY_TOO_FEW,
     ARRAY_TOO_MANY,
     ARRAY_TRAILING_COMMA,
@@ -48,6 +53,9 @@ def _fold(a, x, op, first):
 
 @kernel()
 def start_groups(acc, counts, n_groups, ctx):
+    """Zero acc[:n_groups, :ctx] and counts[:n_groups, :ctx] (clipped to both)."""
+    n_groups = min(n_groups, acc.shape[0], counts.shape[0])
+    ctx = min(ctx, acc.shape[1], counts.shape[1])
     for g in range(n_groups):
         for c in range(ctx):
             acc[g, c] = 0.0
@@ -56,7 +64,9 @@ def start_groups(acc, counts, n_groups, ctx):
 
 @kernel()
 def finish_groups(acc, counts, n_groups, ctx, op, group_size, out):
-    """Write the reduced rows of one token into out[g, :ctx] (float32)."""
+    """Write the reduced rows of one token into out[g, :ctx] (float32), g < n_groups (all clipped to the arrays)."""
+    n_groups = min(n_groups, acc.shape[0], counts.shape[0], group_size.shape[0], out.shape[0])
+    ctx = min(ctx, acc.shape[1], counts.shape[1], out.shape[1])
     for g in range(n_groups):
         for c in range(ctx):
             a = acc[g, c]
@@ -71,10 +81,15 @@ def finish_groups(acc, counts, n_groups, ctx, op, group_size, out):
 def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, counts):
     """Parse (or step over) the n_rows * ctx values of one array, folding kept rows into acc.
 
-    Returns (code, byte position, values seen).
+    Returns (code, byte position, values seen). ARRAY_OUT_OF_BOUNDS, before reading
+    anything, unless 0 <= start, end < len(buf), n_rows <= len(row_group) and ctx fits
+    acc and counts; and when a kept row's group has no slot in first_row, acc or counts.
     """
+    if start < 0 or end >= buf.shape[0] or n_rows > row_group.shape[0] or ctx > acc.shape[1] or ctx > counts.shape[1]:
+        return ARRAY_OUT_OF_BOUNDS, start, 0
+    n_groups = min(first_row.shape[0], acc.shape[0], counts.shape[0])
     count = n_rows * ctx
-    data = byte_view(buf)  # every read below is bounded by end
+    data = byte_view(buf)  # every read below is bounded by end < len(buf)
     p = start + 1
     while p < end and (data[p] == 32 or data[p] == 10 or data[p] == 13 or data[p] == 9):
         p += 1
@@ -84,6 +99,8 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
     r = 0
     c = 0
     g = row_group[0] if n_rows > 0 else -1
+    if g >= n_groups:
+        return ARRAY_OUT_OF_BOUNDS, p, 0
     while True:
         if n >= count:
             return ARRAY_TOO_MANY, p, n
@@ -114,6 +131,8 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
             r += 1
             if r < n_rows:
                 g = row_group[r]
+                if g >= n_groups:  # once per row, not per value
+                    return ARRAY_OUT_OF_BOUNDS, p, n
         p = after
         while p < end and (data[p] == 32 or data[p] == 10 or data[p] == 13 or data[p] == 9):
             p += 1
@@ -135,33 +154,56 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
 def reduce_arrays(
     buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, first_row, group_size, op, acc, counts, out, status
 ):
-    """reduce_array over tokens ``order[k]`` in parallel into out[out_rows[i], :, :ctx]."""
+    """reduce_array over tokens ``order[k]`` in parallel into out[out_rows[i], :, :ctx].
+
+    An ``i`` outside any per-token array (starts, ends, ctxs, out_rows, status) is
+    skipped; a token whose output row or thread's scratch row does not exist gets
+    ARRAY_OUT_OF_BOUNDS.
+    """
     n_groups = group_size.shape[0]
+    n_tokens = min(starts.shape[0], ends.shape[0], ctxs.shape[0], out_rows.shape[0])
+    n_tokens = min(n_tokens, status.shape[0]) if status.shape[1] >= 3 else 0
+    n_scratch = min(acc.shape[0], counts.shape[0])
     for k in prange(order.shape[0]):
         i = order[k]
-        thread = numba.get_thread_id()
-        ctx = ctxs[i]
-        start_groups(acc[thread], counts[thread], n_groups, ctx)
-        code, position, seen = reduce_array(
-            buf, starts[i], ends[i], n_rows, ctx, row_group, first_row, op, acc[thread], counts[thread]
-        )
-        status[i, 0] = code
-        status[i, 1] = position
-        status[i, 2] = seen
-        if code == ARRAY_OK:
-            finish_groups(acc[thread], counts[thread], n_groups, ctx, op, group_size, out[out_rows[i]])
+        if i >= 0 and i < n_tokens:
+            thread = numba.get_thread_id()
+            row = out_rows[i]
+            if thread >= n_scratch or row < 0 or row >= out.shape[0]:
+                status[i, 0] = ARRAY_OUT_OF_BOUNDS
+                status[i, 1] = starts[i]
+                status[i, 2] = 0
+            else:
+                ctx = ctxs[i]
+                start_groups(acc[thread], counts[thread], n_groups, ctx)
+                code, position, seen = reduce_array(
+                    buf, starts[i], ends[i], n_rows, ctx, row_group, first_row, op, acc[thread], counts[thread]
+                )
+                status[i, 0] = code
+                status[i, 1] = position
+                status[i, 2] = seen
+                if code == ARRAY_OK:
+                    finish_groups(acc[thread], counts[thread], n_groups, ctx, op, group_size, out[row])
 
 
 @kernel()
 def reduce_decoded(values, n_rows, ctx, row_group, first_row, group_size, op, acc, counts, out):
-    """The same fold over an already decoded token (values: float32[n_rows * ctx])."""
-    n_groups = group_size.shape[0]
+    """The same fold over an already decoded token (values: float32[n_rows * ctx]).
+
+    Clipped to the arrays: rows beyond row_group or values, groups beyond group_size,
+    first_row, acc or counts, and columns beyond acc or counts are left out.
+    """
+    n_groups = min(group_size.shape[0], first_row.shape[0], acc.shape[0], counts.shape[0])
     start_groups(acc, counts, n_groups, ctx)
+    n_rows = min(n_rows, row_group.shape[0])
+    if ctx > 0:
+        n_rows = min(n_rows, values.shape[0] // ctx)
+    n_cols = min(ctx, acc.shape[1], counts.shape[1])
     for r in range(n_rows):
         g = row_group[r]
-        if g < 0:
+        if g < 0 or g >= n_groups:
             continue
-        for c in range(ctx):
+        for c in range(n_cols):
             x = np.float64(values[r * ctx + c])
             acc[g, c] = _fold(acc[g, c], x, op, r == first_row[g])
             if op == OP_NANMEAN and x == x:

@@ -14,7 +14,13 @@ from .jit import kernel
 
 @kernel()
 def row_stats(values, n_rows, ctx, sums, nans, infs, constant, zero):
-    """Fill the per-row outputs (each of length >= n_rows) from values[n_rows * ctx]."""
+    """Fill the per-row outputs (each of length >= n_rows) from values[n_rows * ctx].
+
+    Rows beyond an output's length or beyond values are left out (never indexed).
+    """
+    n_rows = min(n_rows, sums.shape[0], nans.shape[0], infs.shape[0], constant.shape[0], zero.shape[0])
+    if ctx > 0:
+        n_rows = min(n_rows, values.shape[0] // ctx)
     for r in range(n_rows):
         total = 0.0
         n_nan = 0

@@ -15,6 +15,10 @@ Two steps per window of the file:
 Only the path ``generated_tokens[i].attention.data`` counts: a ``data`` key in
 an unrelated object, or the text ``"data":[`` inside a string, is never taken for
 attention.
+
+Every loop is bounded by the arrays it indexes (ranges clipped to the buffer,
+positions outside it end a walk, nesting limited by the state arrays' length), so
+no arguments make a kernel read or write outside them.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def _is_structural(b):
 @kernel()
 def _count_structural(buf, lo, hi):
     count = 0
-    for p in range(lo, hi):
+    for p in range(max(lo, 0), min(hi, buf.shape[0])):
         b = buf[p]
         count += (b == 34) | (b == 92) | (b == 91) | (b == 93) | (b == 123) | (b == 125) | (b == 58)
     return count
@@ -91,7 +95,8 @@ def _count_structural(buf, lo, hi):
 
 @kernel()
 def find_structural(buf, lo, hi):
-    """Sorted int64 positions p in [lo, hi) where buf[p] is structural."""
+    """Sorted int64 positions p in [lo, hi) where buf[p] is structural (the range clipped to buf)."""
+    lo = max(lo, 0)
     hi = min(hi, buf.shape[0])
     positions = np.empty(_count_structural(buf, lo, hi), dtype=np.int64)
     o = 0
@@ -109,7 +114,7 @@ def first_non_number_byte(buf, start, end):
     Pass 1 jumps over attention arrays to the first ']'; when the file then turns
     out malformed, this finds a string or nested array inside such an array.
     """
-    for p in range(start + 1, min(end, buf.shape[0])):
+    for p in range(max(start + 1, 0), min(end, buf.shape[0])):
         b = buf[p]
         if (b >= 48 and b <= 57) or b == 44 or b == 32 or b == 10 or b == 13 or b == 9:
             continue
@@ -134,7 +139,13 @@ def first_non_number_byte(buf, start, end):
 
 @kernel()
 def _key_is(buf, start, end, word):
-    """Does the JSON string body buf[start:end] spell word? Escapes (\\u0061) decoded."""
+    """Does the JSON string body buf[start:end] spell word? Escapes (\\u0061) decoded.
+
+    A body not wholly inside buf (start < 0) spells nothing; end is clipped to buf.
+    """
+    if start < 0:
+        return False
+    end = min(end, buf.shape[0])
     p = start
     i = 0
     n = len(word)
@@ -185,9 +196,19 @@ def _key_is(buf, start, end, word):
 def walk_structure(buf, positions, state, kinds, roles, events):
     """Advance the walker over ``positions``; append (kind, token, position) rows to events.
 
-    ``events`` needs at least len(positions) rows. Returns the number of rows written.
-    On an error the state records (S_ERROR, S_ERROR_AT) and the walk stops.
+    ``events`` needs at least len(positions) rows (each position adds at most one; the
+    walk stops after len(events) positions). Returns the number of rows written.
+    On an error the state records (S_ERROR, S_ERROR_AT) and the walk stops. A position
+    outside buf (find_structural never gives one) ends the walk; nesting is limited to
+    MAX_DEPTH and to the length of kinds and roles (WALK_TOO_DEEP), and a state whose
+    depth does not fit them is an error before anything is read. A state array shorter
+    than STATE_SIZE is not walked (0 events).
     """
+    if state.shape[0] < STATE_SIZE:
+        return 0
+    n_buf = buf.shape[0]
+    max_depth = min(MAX_DEPTH, kinds.shape[0], roles.shape[0])
+    n_positions = min(positions.shape[0], events.shape[0]) if events.shape[1] >= 3 else 0
     n_events = 0
     depth = state[S_DEPTH]
     in_string = state[S_IN_STRING]
@@ -201,10 +222,15 @@ def walk_structure(buf, positions, state, kinds, roles, events):
     closed = state[S_CLOSED]
     error = state[S_ERROR]
     error_at = state[S_ERROR_AT]
-    for i in range(positions.shape[0]):
+    if error == WALK_OK and (depth < 0 or depth > max_depth):
+        error = WALK_TOO_DEEP
+        error_at = previous
+    for i in range(n_positions):
         if error != WALK_OK:
             break
         p = positions[i]
+        if p < 0 or p >= n_buf:
+            break
         c = buf[p]
         if in_string:
             if p == escaped:
@@ -254,7 +280,7 @@ def walk_structure(buf, positions, state, kinds, roles, events):
                 error = WALK_IN_DATA
                 error_at = p
                 break
-            if depth >= MAX_DEPTH:
+            if depth >= max_depth:
                 error = WALK_TOO_DEEP
                 error_at = p
                 break
