@@ -14,10 +14,14 @@ class NoProgress:
         pass
 
 
-def progress_bar(total: int, enabled: bool, description: str):
-    """A tqdm bar on stderr, or (without importing tqdm: a short run's time counts) one that shows nothing."""
+def progress_bar(total: int, enabled: bool, description: str, unit: str = "B"):
+    """A tqdm bar on stderr, or (without importing tqdm: a short run's time counts) one that shows nothing.
+
+    One line per phase: the bar is removed when its phase ends (``leave=False``), so a run
+    ends on a clean line.
+    """
     if not enabled:
         return NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, desc=description, leave=False)
+    return tqdm(total=total, unit=unit, unit_scale=unit == "B", desc=description, leave=False)

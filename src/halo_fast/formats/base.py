@@ -18,6 +18,7 @@ import numpy as np
 
 from ..capture import PROMPT_COLUMNS, Capture, Table
 from ..errors import CaptureError
+from ..progress import progress_bar
 from ..reduction import ReducePlan, fold_tokens
 from .mapped import output_buffer
 
@@ -119,16 +120,29 @@ class CaptureSource:
         """Token i's attention, flat float32 of length offsets[i+1] - offsets[i], exact."""
         raise NotImplementedError
 
+    def token_bar(self, count: int, phase: str) -> Any:
+        """A progress bar over ``count`` tokens of one phase (nothing shown without ``progress``)."""
+        return progress_bar(count, self.progress, phase, unit="tok")
+
     def decode(self) -> np.ndarray:
         """Every token's values in one flat float32 buffer."""
         values = output_buffer(int(self.offsets[-1]))
-        for i in np.flatnonzero(self.has_attention).tolist():
-            values[self.offsets[i] : self.offsets[i + 1]] = self.token_values(i)
+        wanted = np.flatnonzero(self.has_attention).tolist()
+        with self.token_bar(len(wanted), "decode") as bar:
+            for i in wanted:
+                values[self.offsets[i] : self.offsets[i + 1]] = self.token_values(i)
+                bar.update(1)
         return values
 
     def reduce(self, ids: np.ndarray, plan: ReducePlan) -> np.ndarray:
         """float32 [len(ids), groups, max context] folded as ``plan`` says, NaN beyond each context."""
-        return fold_tokens(plan, ids, self.shapes, self.token_values)
+        with self.token_bar(len(ids), "reduce") as bar:
+
+            def values_of(i: int) -> np.ndarray:
+                bar.update(1)
+                return self.token_values(i)
+
+            return fold_tokens(plan, ids, self.shapes, values_of)
 
     def capture(self) -> Capture:
         cap = Capture(

@@ -4,6 +4,11 @@ Magic numbers decide gzip and HDF5. Text decides between one JSON document and
 JSON lines: a JSON-lines file's first line is a complete object with no
 ``generated_tokens`` key, followed by another line. Everything else that starts
 like JSON goes to the single-JSON reader, whose errors say what is wrong.
+
+A capture is one JSON object, so text whose top-level value is anything else -- an
+array, a string, a number, ``null``, ``true``, nothing at all, or text that is not
+JSON -- is "not a capture", said here from its first bytes (``json_scan.top_level_problem``):
+left to the structure walk, ``null`` or ``123`` would read as a capture cut short.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import CaptureError
+from ..errors import CaptureError, CaptureNotFound
 
 SUPPORTED = (
     "a single-JSON capture (.json, the Data Capture guide's format); "
@@ -54,6 +59,7 @@ def kind_of_text(head: bytes, name: str, complete: bool) -> str:
 def detect(path: str) -> str:
     """One of 'directory', 'hdf5', 'json', 'jsonl', 'json.gz', 'jsonl.gz'; CaptureError when unknown."""
     from .directory import is_capture_directory
+    from .json_scan import check_top_level
 
     if os.path.isdir(path):
         if is_capture_directory(path):
@@ -63,6 +69,8 @@ def detect(path: str) -> str:
         with open(path, "rb") as f:
             head = f.read(PEEK_BYTES)
             complete = len(head) < PEEK_BYTES
+    except FileNotFoundError as exc:  # what Python code expects of a missing file, and a CaptureError
+        raise CaptureNotFound(path, exc.strerror) from None
     except OSError as exc:
         raise CaptureError(f"cannot open: {exc.strerror}", path) from None
     if head.startswith(HDF5_MAGIC):
@@ -71,8 +79,21 @@ def detect(path: str) -> str:
         from .gzip_stream import peek
 
         inner, complete = peek(path, PEEK_BYTES)
-        return kind_of_text(inner, path[:-3] if path.endswith(".gz") else path, complete) + ".gz"
+        kind = kind_of_text(inner, path[:-3] if path.endswith(".gz") else path, complete)
+        # No text at all may be a stream cut short (peek cannot tell): the gzip reader says which.
+        if kind == "json" and inner.strip(b"\xef\xbb\xbf \t\r\n"):
+            check_top_level(inner, complete, path, "the decompressed text", SUPPORTED)
+        return kind + ".gz"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped and stripped[:1] not in JSON_STARTS:
-        raise CaptureError(f"not a capture: neither JSON nor a known binary format; supported: {SUPPORTED}", path, 0)
-    return kind_of_text(head, path, complete)
+    kind = kind_of_text(head, path, complete)
+    if kind == "json" or (stripped and stripped[:1] not in JSON_STARTS):
+        check_top_level(head, complete, path, supported=SUPPORTED)
+    return kind
+
+
+def capture_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes a capture takes on disk: its file, or every file of a capture directory."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return sum(entry.stat().st_size for entry in os.scandir(path) if entry.is_file())
+    return os.path.getsize(path)

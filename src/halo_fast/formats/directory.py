@@ -259,12 +259,15 @@ class CaptureDirectory(TokenListSource):
         from .mapped import output_buffer
 
         values = output_buffer(int(self.offsets[-1]))
-        for i in np.flatnonzero(self.has_attention).tolist():
-            out = values[self.offsets[i] : self.offsets[i + 1]]
-            if self._kinds[i] == "bin":
-                self._read_bin(i, out)
-            else:
-                out[:] = self.token_values(i)
+        wanted = np.flatnonzero(self.has_attention).tolist()
+        with self.token_bar(len(wanted), "decode") as bar:
+            for i in wanted:
+                out = values[self.offsets[i] : self.offsets[i + 1]]
+                if self._kinds[i] == "bin":
+                    self._read_bin(i, out)
+                else:
+                    out[:] = self.token_values(i)
+                bar.update(1)
         return values
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
@@ -274,11 +277,14 @@ class CaptureDirectory(TokenListSource):
         sizes = np.diff(self.offsets)
         scratch = np.empty(int(sizes[ids].max()) if len(ids) else 0, dtype=np.float32)
 
-        def values_of(i: int) -> np.ndarray:
-            if self._kinds[i] != "bin":
-                return self.token_values(i)
-            values = scratch[: sizes[i]]
-            self._read_bin(i, values)
-            return values
+        with self.token_bar(len(ids), "reduce") as bar:
 
-        return fold_tokens(plan, ids, self.shapes, values_of)
+            def values_of(i: int) -> np.ndarray:
+                bar.update(1)
+                if self._kinds[i] != "bin":
+                    return self.token_values(i)
+                values = scratch[: sizes[i]]
+                self._read_bin(i, values)
+                return values
+
+            return fold_tokens(plan, ids, self.shapes, values_of)

@@ -17,7 +17,9 @@ Layout (format_version 2; also in docs/formats.md):
 - ``tokens/<column>`` and ``prompt/<column>``: the token and prompt tables (text as
   UTF-8 strings; a column with ``attrs["encoding"] == "json"`` holds JSON text per value).
 - attributes: ``format`` = "halo_fast.capture", ``format_version``, ``metadata_json``,
-  ``source``, ``halo_fast_version``, ``layers``, ``heads``, ``max_context``.
+  ``source``, ``halo_fast_version``, ``layers``, ``heads``, ``max_context``, and the step
+  selection ``convert`` applied: ``every`` (int) and ``tokens`` ("START:STOP", "" for all), read
+  as ``source.sampling`` (None when every step was kept; absent in older files: None too).
 
 Uncompressed, the values are stored twice (flat and padded): the flat copy is what
 ``load`` reads, in one read at the speed of copying the bytes; the padded one is what
@@ -54,10 +56,32 @@ def _read_column(dataset) -> np.ndarray:
     return out
 
 
+def _sampling(attrs) -> dict | None:
+    """The step selection recorded by ``convert`` (attributes ``every``, ``tokens``), or None for all steps."""
+    if "every" not in attrs:  # written before the attributes existed: nothing is known
+        return None
+    try:
+        every = int(attrs["every"])
+    except TypeError:
+        raise ValueError(f"attribute 'every' is {attrs['every']!r}") from None
+    if every < 1:
+        raise ValueError(f"attribute 'every' is {every}")
+    tokens = attrs.get("tokens", "")
+    if isinstance(tokens, bytes):
+        tokens = tokens.decode("utf-8")
+    tokens = str(tokens) or None
+    if every == 1 and tokens is None:
+        return None
+    return {"every": every, "tokens": tokens}
+
+
 class HDF5Source(TokenListSource):
     """An HDF5 capture written by ``convert``; tokens are read on demand."""
 
     format_name = "hdf5"
+    # {"every": N, "tokens": "START:STOP" or None}: the file holds only the steps convert selected
+    # (``check`` then expects every Nth step, not every step); None when it holds them all.
+    sampling: dict | None = None
 
     def __init__(self, path, *, options: SourceOptions | None = None):
         super().__init__(path, options=options)
@@ -85,6 +109,7 @@ class HDF5Source(TokenListSource):
                     self.path,
                 )
             self.metadata = json.loads(f.attrs["metadata_json"])
+            self.sampling = _sampling(f.attrs)
             self.attention = f["attention"]
             self.shapes = f["shapes"][()].astype(np.int64)
             self.token_table = Table({n: _read_column(f["tokens"][n]) for n in TOKEN_COLUMNS if n in f["tokens"]})

@@ -310,11 +310,13 @@ class GzipJson(CaptureSource):
         wanted = np.flatnonzero(self.has_attention)
         if not len(wanted):
             return values
-        for i, start, text in self._token_texts(int(wanted[0])):
-            if self.has_attention[i]:
-                values[self.offsets[i] : self.offsets[i + 1]] = parse_token(
-                    text, self.path, start, self.window_bytes
-                ).values()
+        with self.token_bar(len(wanted), "decode (gzip)") as bar:
+            for i, start, text in self._token_texts(int(wanted[0])):
+                if self.has_attention[i]:
+                    values[self.offsets[i] : self.offsets[i + 1]] = parse_token(
+                        text, self.path, start, self.window_bytes
+                    ).values()
+                    bar.update(1)
         return values
 
     def __exit__(self, *exc_info) -> None:

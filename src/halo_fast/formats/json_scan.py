@@ -4,11 +4,14 @@ The structure walker (kernels.structure) indexes structural bytes a probe at a
 time and, inside an attention data array, lets memchr find its closing bracket, so
 the bulk of the file is stepped over. The result is a Layout: where every generated
 token and its data array open and close. Broken or truncated files are reported
-here, or cut after their last complete token when recovery is asked for.
+here, or cut after their last complete token when recovery is asked for. Text whose
+top-level value is not an object (``null``, ``123``, an array, no JSON at all) is
+"not a capture" (``top_level_problem``), never a capture cut short.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -30,6 +33,89 @@ class Layout:
     tokens_open: int = -1  # the '[' of generated_tokens
     events: np.ndarray | None = None  # pass 1's (kind, token, position) rows
     recovery: dict | None = None  # set when a truncated file was cut after its last complete token
+
+
+TOP_PEEK_BYTES = 1 << 16  # how much of a text is looked at to tell what its top-level value is
+JSON_SPACE = b" \t\r\n"
+TEXT_SPACE = b"\xef\xbb\xbf" + JSON_SPACE  # what may come before the top-level value: a UTF-8 BOM, JSON whitespace
+EXPECTED = "an object with a 'generated_tokens' list"
+NUMBER_START = re.compile(rb"-?(?:[0-9]|Infinity)|NaN")
+LITERAL = re.compile(rb"(true|false|null)(?![A-Za-z0-9_])")
+
+
+def _excerpt(text: bytes, quoted: bool = True) -> str:
+    """The first bytes of ``text``, short, for a message (``quoted``: as a Python string, escapes shown)."""
+    shown = text[:24].decode("utf-8", "replace") + ("..." if len(text) > 24 else "")
+    return repr(shown) if quoted else shown
+
+
+def _not_json(text: bytes, subject: str, supported: str | None) -> str:
+    also = f"; supported: {supported}" if supported else ""
+    return f"not a capture: {subject} is neither JSON nor a known binary format (it starts with {_excerpt(text)}){also}"
+
+
+def _described(value: object, text: bytes) -> str:
+    if value is None:
+        return "JSON null"
+    if isinstance(value, bool):
+        return f"JSON {'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"the JSON number {_excerpt(text.rstrip(JSON_SPACE), quoted=False)}"
+    if isinstance(value, str):
+        return f"a JSON string ({_excerpt(text.rstrip(JSON_SPACE), quoted=False)})"
+    return "a JSON array"
+
+
+def top_level_problem(
+    head: bytes, complete: bool, subject: str = "the file", supported: str | None = None
+) -> tuple[str, int] | None:
+    """Why text starting with ``head`` cannot be a capture, as (message, byte offset); None when its
+    top-level value is an object, or when ``head`` (``complete``: the whole text) shows no value yet.
+
+    A whole text (small) is parsed, so ``123abc`` is "not JSON" and ``"text"`` is named; of a
+    long one only the first token is looked at: nothing in it is parsed, arrays never.
+    ``supported``: the formats to list when the text is not JSON at all.
+    """
+    text = head.lstrip(TEXT_SPACE)
+    at = len(head) - len(text)
+    if text.startswith(b"{"):
+        return None
+    if not text:
+        if not complete:
+            return None
+        what = "is empty" if not head else "holds only whitespace"
+        return f"not a capture: {subject} {what}; expected a JSON object with a 'generated_tokens' list", at
+    if text.startswith(b"["):
+        return f"not a capture: {subject} holds a JSON array, not {EXPECTED}", at
+    if complete:
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _not_json(text, subject, supported), at + exc.start
+        try:
+            value = json.loads(decoded)
+        except json.JSONDecodeError as exc:
+            return _not_json(text, subject, supported), at + len(decoded[: exc.pos].encode("utf-8"))
+        return f"not a capture: {subject} holds {_described(value, text)}, not {EXPECTED}", at
+    literal = LITERAL.match(text)
+    if literal:
+        what = f"JSON {literal.group(1).decode()}"
+    elif text.startswith(b'"'):
+        what = f"a JSON string ({_excerpt(text, quoted=False)})"
+    elif NUMBER_START.match(text):
+        what = f"a JSON number ({_excerpt(text, quoted=False)})"
+    else:
+        return _not_json(text, subject, supported), at
+    return f"not a capture: {subject} holds {what}, not {EXPECTED}", at
+
+
+def check_top_level(
+    head: bytes, complete: bool, path: str, subject: str = "the file", supported: str | None = None
+) -> None:
+    """Raise the CaptureError of ``top_level_problem``, if there is one."""
+    problem = top_level_problem(head, complete, subject, supported)
+    if problem is not None:
+        raise CaptureError(problem[0], path, problem[1])
 
 
 STEP_FIELD = re.compile(rb'"(?:generation_)?step"\s*:\s*(-?\d+)\s*[,}]')  # whole: a cut "12" is not step 1
@@ -74,6 +160,7 @@ def scan_structure(
     """
     from ..kernels import structure as st
 
+    _check_starts_an_object(mapped)
     buf = mapped.bytes
     size = mapped.size
     state, kinds, roles = st.new_walker_state()
@@ -155,6 +242,16 @@ def scan_structure(
     layout.events = events
     layout.recovery = recovery
     return layout
+
+
+def _check_starts_an_object(mapped: MappedFile) -> None:
+    """A document whose top-level value is not an object is not a capture; say so before the walk,
+    which would otherwise take ``null`` or ``123`` (never closed by a bracket) for a truncated capture.
+    ``detect`` calls the same check for every file opened by path; this covers the reader used on its own."""
+    if mapped.read(0, 256).lstrip(TEXT_SPACE).startswith(b"{"):  # the common case: one small read
+        return
+    head = mapped.read(0, TOP_PEEK_BYTES)
+    check_top_level(head, len(head) == mapped.size, mapped.path)
 
 
 def _cut_after_complete_tokens(mapped: MappedFile, events: np.ndarray, opened: int):

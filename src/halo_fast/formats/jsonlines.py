@@ -279,11 +279,13 @@ class JsonLines(TokenListSource):
 
         values = output_buffer(int(self.offsets[-1]))
         rows = {start: i for i, start in enumerate(self._starts)}
-        for offset, buffer, _ in self._lines():  # one pass in file order (a single stream for .gz)
-            i = rows.get(offset)
-            if i is None or not self.has_attention[i]:
-                continue
-            values[self.offsets[i] : self.offsets[i + 1]] = parse_token(
-                buffer, self.path, offset, self.window_bytes
-            ).values()
+        with self.token_bar(int(self.has_attention.sum()), "decode") as bar:
+            for offset, buffer, _ in self._lines():  # one pass in file order (a single stream for .gz)
+                i = rows.get(offset)
+                if i is None or not self.has_attention[i]:
+                    continue
+                values[self.offsets[i] : self.offsets[i + 1]] = parse_token(
+                    buffer, self.path, offset, self.window_bytes
+                ).values()
+                bar.update(1)
         return values

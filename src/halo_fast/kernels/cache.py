@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -96,7 +97,12 @@ def announce_compiling(stream) -> object:
         def on_start(self, ev) -> None:
             if not self.said:
                 self.said = True
-                print(COMPILING_NOTE, file=stream, flush=True)
+                if "tqdm" in sys.modules:  # a bar may be on the line: tqdm.write moves it below the note
+                    from tqdm import tqdm
+
+                    tqdm.write(COMPILING_NOTE, file=stream)
+                else:
+                    print(COMPILING_NOTE, file=stream, flush=True)
 
         def on_end(self, ev) -> None:
             pass
