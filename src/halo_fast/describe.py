@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 ROW_SUM_TOLERANCE = 1e-2
@@ -26,16 +24,18 @@ def value_kind(attention: np.ndarray) -> tuple[str, float, float]:
     return "unknown", low, high
 
 
-def describe(path, samples: int = 3, recover: bool = False) -> dict:
+def describe(path, samples: int = 3, recover: bool = False, strict: bool = False, progress: bool = False) -> dict:
     from .api import open_capture
+    from .formats.detect import capture_bytes
 
-    with open_capture(path, recover=recover) as scan:
+    with open_capture(path, recover=recover, strict=strict, progress=progress) as scan:
         with_attention = np.flatnonzero(scan.has_attention)
         steps = scan.token_table["step"]
         info = {
             "path": str(path),
             "format": scan.format_name,
-            "file_mb": round(os.path.getsize(path) / 1e6, 1),
+            "file_mb": round(capture_bytes(path) / 1e6, 1),
+            "bytes": capture_bytes(path),
             "model": scan.metadata.get("model"),
             "tokens": len(scan.token_table),
             "tokens_with_attention": int(len(with_attention)),

@@ -51,6 +51,18 @@ def selected_tokens(steps: np.ndarray, every: int = 1, tokens: TokenRange = None
     return select_tokens(np.asarray(steps), np.ones(len(steps), dtype=bool), every, tokens)
 
 
+def sampling_attributes(every: int = 1, tokens: TokenRange = None) -> dict:
+    """The step selection ``convert`` applied, as the HDF5 attributes ``every`` (int) and ``tokens``
+    ("START:STOP", either side may be empty; "" for all steps): a file with every 2nd step must say so,
+    or ``check`` takes the steps in between for lost ones."""
+    if tokens is None:
+        text = ""
+    else:
+        start, stop = tokens.split(":") if isinstance(tokens, str) else tokens
+        text = ":".join("" if side is None or not str(side).strip() else str(int(side)) for side in (start, stop))
+    return {"every": int(every), "tokens": text}
+
+
 def chunk_layers(layers: int, heads: int, max_context: int) -> int:
     """Layers per ``attention`` chunk: the fewest chunks of <= CHUNK_BYTES (or of one layer, when a layer
     is larger), splitting a token's layers evenly: 28 layers of 28 x 395 -> 2 chunks of 14, not 23 + 23,
@@ -98,6 +110,7 @@ def convert(
                 "heads": heads,
                 "max_context": max_context,
                 "metadata_json": json.dumps(source.metadata),
+                **sampling_attributes(every, tokens),
             }
         )
         shape = (len(ids), layers, heads, max_context)

@@ -8,10 +8,12 @@ import base64
 import gzip
 import json
 import os
+import signal
 import sys
 
 import numpy as np
 
+from ..store.atomic import atomic_path
 from .model import SyntheticCapture
 from .numbers import STYLES, dumps, format_floats
 
@@ -64,6 +66,7 @@ _WORKER: TokenWriter | None = None
 
 def _worker_init(kwargs: dict, style: str) -> None:
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no traceback per worker
     _WORKER = TokenWriter(SyntheticCapture(**kwargs), style)
 
 
@@ -126,14 +129,10 @@ def write_capture(
     head, tail = writer.frame(metadata)
     if workers is None:
         workers = _default_workers(synth)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     bar = None
     pool = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with open(fd, "wb", buffering=1 << 22) as out:
+        with atomic_path(path, force=True) as tmp, open(tmp, "wb", buffering=1 << 22) as out:
             out.write(head.encode("utf-8"))
             if progress:
                 from tqdm import tqdm
@@ -155,13 +154,6 @@ def write_capture(
                 if bar is not None:
                     bar.update(1)
             out.write(tail.encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     finally:
         if pool is not None:
             pool.terminate()
