@@ -7,11 +7,13 @@ tools can use every token without copying, and ``attention(i)`` is a view.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from .errors import MissingDependency
 from .reduction import Axes, Reduced, Selection, TokenRange, reduce_capture
 
 PROMPT_COLUMNS = ("token_id", "text", "position", "turn_id", "sentence_id", "message_role")
@@ -54,6 +56,21 @@ class Table:
 
     def row(self, i: int) -> dict:
         return {name: column[i] for name, column in self._columns.items()}
+
+    def to_pandas(self) -> Any:
+        """The table as a ``pandas.DataFrame`` (one column per name, same order; text stays text).
+
+        pandas is optional, as notebooks want it and the command line does not: without it
+        :class:`~halo_fast.errors.MissingDependency` (an ImportError) gives the install command.
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise MissingDependency(
+                "Table.to_pandas needs pandas, which is not installed: pip install 'halo_fast[pandas]'"
+                " (or pip install pandas)"
+            ) from None
+        return pandas.DataFrame(dict(self._columns), columns=self.columns)
 
     def __repr__(self) -> str:
         return f"Table({self._length} rows: {', '.join(self._columns)})"
@@ -121,13 +138,30 @@ class Capture:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def __getitem__(self, i: int) -> np.ndarray | None:
+        """``cap[i]`` is ``cap.attention(i)``: negative indices count from the end; slices are refused
+        (a list of views of different shapes would hide that they are views)."""
+        if isinstance(i, slice):
+            raise TypeError("a Capture is indexed by one token: cap[i]; for several, [cap[i] for i in range(a, b)]")
+        try:
+            index = operator.index(i)
+        except TypeError:
+            raise TypeError(f"token indices must be integers, not {type(i).__name__}") from None
+        return self.attention(index)
+
+    def __iter__(self) -> Iterator[np.ndarray | None]:
+        """Every generated token's attention in order (a view, or None for a token without attention)."""
+        for i in range(len(self)):
+            yield self.attention(i)
+
     def attention(self, i: int) -> np.ndarray | None:
         """Token i's attention as a float32 view ``[layers, heads, ctx]``, or None."""
         n = len(self)
+        asked = i
         if i < 0:
             i += n
         if not 0 <= i < n:
-            raise IndexError(f"token index {i} out of range for {n} generated tokens")
+            raise IndexError(f"token index {asked} out of range for {n} generated tokens")
         if not self.tokens["has_attention"][i]:
             return None
         block = self.values[self.offsets[i] : self.offsets[i + 1]]

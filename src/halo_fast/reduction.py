@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import SelectionError
+
 if TYPE_CHECKING:  # a Capture and a Table are only read here; capture.py imports this module
     from .capture import Capture, Table
 
@@ -81,10 +83,16 @@ class Reduced:
         return self.data.shape
 
     def __repr__(self) -> str:
-        return (
-            f"Reduced({self.op} over {'+'.join(self.over)}: data {self.data.shape}, "
-            f"steps {self.steps[:1].tolist()}..{self.steps[-1:].tolist()})"
-        )
+        """One line (the dataclass default would print every array, flooding a notebook)."""
+        shape = self.data.shape
+        steps = f"{len(self.steps)} steps"
+        if len(self.steps):
+            steps += f" {int(self.steps[0])}..{int(self.steps[-1])}"
+        kept_axes: dict[tuple[str, ...], str] = {("layers",): "heads", ("heads",): "layers"}
+        kept = kept_axes.get(tuple(self.over))
+        middle = f" x {shape[1]} {kept}" if len(shape) == 3 and kept else ""
+        origin = f"{self.source!r}: " if self.source else ""
+        return f"Reduced({origin}{self.op} over {'+'.join(self.over)}, {steps}{middle} x {shape[-1]} context)"
 
 
 def parse_selection(spec: Selection, n: int, name: str) -> np.ndarray:
@@ -104,7 +112,7 @@ def parse_selection(spec: Selection, n: int, name: str) -> np.ndarray:
             if ":" in part:
                 pieces = [int(x) if x.strip() else None for x in part.split(":")]
                 if len(pieces) > 3:
-                    raise ValueError(f"bad {name} selection {spec!r}")
+                    raise SelectionError(f"bad {name} selection {spec!r}")
                 chosen += list(range(n))[slice(*pieces)]
             elif re.fullmatch(r"\d+\s*-\s*\d+", part):
                 lo, hi = (int(x) for x in part.split("-"))
@@ -113,17 +121,17 @@ def parse_selection(spec: Selection, n: int, name: str) -> np.ndarray:
                 try:
                     chosen.append(int(part))
                 except ValueError:
-                    raise ValueError(f"bad {name} selection {spec!r}: use e.g. 5, 0,3, 20-27 or -4:") from None
+                    raise SelectionError(f"bad {name} selection {spec!r}: use e.g. 5, 0,3, 20-27 or -4:") from None
     else:
         chosen = [int(x) for x in spec]
     out = []
     for i in chosen:
         j = i + n if i < 0 else i
         if not 0 <= j < n:
-            raise ValueError(f"{name} {i} out of range: the capture has {n} {name}")
+            raise SelectionError(f"{name} {i} out of range: the capture has {n} {name}")
         out.append(j)
     if not out:
-        raise ValueError(f"the {name} selection {spec!r} selects nothing")
+        raise SelectionError(f"the {name} selection {spec!r} selects nothing")
     return np.unique(np.array(out, dtype=np.int64))
 
 
@@ -157,17 +165,30 @@ def make_plan(op: str, over: Axes, layers: Selection, heads: Selection, n_layers
 def select_tokens(
     steps: np.ndarray, has_attention: np.ndarray, every: int = 1, tokens: TokenRange = None
 ) -> np.ndarray:
-    """Indices of tokens to keep: with attention, step in [start, stop), (step - start) % every == 0."""
+    """Indices of tokens to keep: with attention, step in [start, stop), (step - start) % every == 0.
+
+    A selection that keeps nothing while some token has attention is a SelectionError
+    (an empty output would look like an answer), and so is a range with STOP <= START.
+    """
     if int(every) < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+        raise SelectionError(f"every must be >= 1, got {every}")
     start, stop = _token_range(tokens)
+    if start is not None and stop is not None and stop <= start:
+        raise SelectionError(f"the step range {start}:{stop} is empty: STOP must be greater than START")
     keep = has_attention.copy()
     if start is not None:
         keep &= steps >= start
     if stop is not None:
         keep &= steps < stop
     keep &= (steps - (start or 0)) % int(every) == 0
-    return np.flatnonzero(keep)
+    ids = np.flatnonzero(keep)
+    if not len(ids) and has_attention.any():
+        present = steps[has_attention]
+        raise SelectionError(
+            f"no step is selected: the capture has steps {int(present.min())}..{int(present.max())} with attention"
+            f" (asked for steps {'' if start is None else start}:{'' if stop is None else stop}, every {int(every)})"
+        )
+    return ids
 
 
 def _token_range(tokens: TokenRange) -> tuple[int | None, int | None]:
@@ -176,7 +197,7 @@ def _token_range(tokens: TokenRange) -> tuple[int | None, int | None]:
     if isinstance(tokens, str):
         parts = tokens.split(":")
         if len(parts) != 2:
-            raise ValueError(f"tokens range must look like START:STOP, got {tokens!r}")
+            raise SelectionError(f"tokens range must look like START:STOP, got {tokens!r}")
         start_text, stop_text = parts
         return (int(start_text) if start_text.strip() else None, int(stop_text) if stop_text.strip() else None)
     start, stop = tokens

@@ -8,6 +8,11 @@ mean over layers and heads by default, NaN beyond each step's context).
 
 Prompt token ``k`` (row ``k`` of the prompt table) is column ``k`` of the matrix.
 
+:func:`open_reduced` also looks at what it hands on, on the reduced matrix only: rows
+that should sum to ~1 over their context and do not (and are not logits), and steps
+that repeat, are each a :class:`DataWarning` -- the analyses would otherwise answer
+from such data as if nothing were wrong (``python -m halo_fast check`` says more).
+
 Modules, one analysis each: ``sentences`` (question 1), ``decay`` (2-4), ``distance`` (5),
 ``stats``, ``scoring`` (Halo Weave's rules), ``prune`` (experiment 2), ``sweep``,
 ``heatmap`` (experiment 3; needs matplotlib) and ``report`` (all of them in one Markdown file):
@@ -18,14 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 KINDS = ("probabilities", "logits")
 REDUCE_OPTIONS = ("op", "layers", "heads", "every", "tokens")
+#: How far a reduced row's sum over its context may be from its expected value (``check``'s tolerance).
+ROW_SUM_TOLERANCE = 1e-2
+#: Rows summed per block by :func:`data_problems`: bounds its temporaries, whatever the capture's size.
+CHECK_BLOCK_ROWS = 256
 
 __all__ = [
+    "DataWarning",
+    "data_problems",
     "open_reduced",
     "value_kind",
     "to_probabilities",
@@ -38,7 +50,18 @@ __all__ = [
 
 
 def open_reduced(
-    source, *, op="mean", layers=None, heads=None, every=1, tokens=None, over=("layers", "heads"), recover=False
+    source,
+    *,
+    op="mean",
+    layers=None,
+    heads=None,
+    every=1,
+    tokens=None,
+    over=("layers", "heads"),
+    recover=False,
+    strict=False,
+    progress=False,
+    check=True,
 ):
     """A :class:`~halo_fast.reduction.Reduced` from a capture (path or loaded ``Capture``), a reduce
     output (.h5/.npz) or a Reduced.
@@ -47,7 +70,19 @@ def open_reduced(
     (mean over layers and heads by default). A reduce output or a Reduced is taken as it was
     made; ``every`` and ``tokens`` are then applied to its rows, and the other options must be
     left at their defaults (a ValueError says so, rather than answering for another reduction).
+    ``recover``, ``strict`` and ``progress`` are how a capture is read (``halo_fast.reduce``'s).
+    With ``check`` (default) each of :func:`data_problems` is a :class:`DataWarning`: every
+    analysis passes through here, so none answers silently from rows that are not
+    probabilities or from repeated steps.
     """
+    red = _open(source, op, layers, heads, every, tokens, over, recover, strict, progress)
+    if check:
+        for problem in data_problems(red):
+            warnings.warn(problem, DataWarning, stacklevel=2)
+    return red
+
+
+def _open(source, op, layers, heads, every, tokens, over, recover, strict, progress):
     from ..api import reduce
     from ..capture import Capture
     from ..reduction import Reduced
@@ -64,7 +99,88 @@ def open_reduced(
     if lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(path)):
         _refuse_reduce_options(path, op, over, layers, heads)
         return _subset_rows(load_reduced(path), every, tokens)
-    return reduce(path, recover=recover, **options)
+    return reduce(path, recover=recover, strict=strict, progress=progress, **options)
+
+
+class DataWarning(UserWarning):
+    """The reduced attention an analysis runs on has something ``check`` would flag.
+
+    A warning, not an error: such data can still be worth looking at, but the answers
+    should not be read as if it were clean. A class of its own so that it can be
+    filtered or caught (``warnings.simplefilter("error", DataWarning)``) apart from others.
+    """
+
+
+def expected_row_sum(red) -> float | None:
+    """What each reduced row sums to over its context when the capture holds probabilities:
+    1 for a mean, the number of rows folded together for a sum, None (unknown) for max / min."""
+    if red.op in ("mean", "nanmean"):
+        return 1.0
+    if red.op == "sum":
+        over = tuple(red.over)
+        n_layers, n_heads = len(red.layers), len(red.heads)
+        folded = (n_layers if "layers" in over else 1) * (n_heads if "heads" in over else 1)
+        return float(folded) if folded else None
+    return None
+
+
+def data_problems(red) -> list[str]:
+    """One-line descriptions of what is wrong with ``red``'s matrix, as ``check`` would see it:
+
+    * rows that do not sum to ~1 (:func:`expected_row_sum`) over their context while no value
+      is negative -- neither probabilities nor logits (a logit capture is a known kind and passes;
+      rows holding NaN are left to ``check``, which counts them);
+    * steps that appear more than once -- every analysis would count them twice.
+
+    Looks at the reduced matrix only, in blocks of :data:`CHECK_BLOCK_ROWS` rows: never a
+    second pass over the capture, and few temporaries however large it is.
+    """
+    name = red.source or "the reduced attention"
+    found = []
+    data = np.asarray(red.data)
+    expected = expected_row_sum(red)
+    if expected is not None and data.ndim in (2, 3) and data.size and value_kind(data) == "probabilities":
+        off, rows, low, high = _rows_off(data, np.asarray(red.context_lengths, dtype=np.int64), expected)
+        if off:
+            found.append(
+                f"{name}: {off} of {rows} reduced rows do not sum to {expected:g} over their context "
+                f"(sums {low:.4g}..{high:.4g}) and no value is negative: neither probabilities nor logits, "
+                "so the analyses' numbers may mislead (`python -m halo_fast check` says more)"
+            )
+    steps, counts = np.unique(np.asarray(red.steps), return_counts=True)
+    repeated = steps[counts > 1]
+    if len(repeated):
+        shown = ", ".join(f"{int(s)} (x{int(c)})" for s, c in zip(repeated[:5], counts[counts > 1][:5]))
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        found.append(
+            f"{name}: steps recorded more than once: {shown}{more}; each copy counts as a step of its own "
+            "in every analysis (`python -m halo_fast check` says more)"
+        )
+    return found
+
+
+def _rows_off(data: np.ndarray, ctx: np.ndarray, expected: float) -> tuple[int, int, float, float]:
+    """(rows off ``expected``, rows judged, smallest and largest sum judged) of a [T, C] or [T, G, C] matrix.
+
+    A row is judged when its context is non-empty and every value in it is finite.
+    """
+    n_cols = data.shape[-1]
+    off = judged = 0
+    low, high = np.inf, -np.inf
+    for start in range(0, data.shape[0], CHECK_BLOCK_ROWS):
+        block = data[start : start + CHECK_BLOCK_ROWS]
+        inside = np.arange(n_cols) < np.clip(ctx[start : start + CHECK_BLOCK_ROWS], 0, n_cols)[:, None]
+        if block.ndim == 3:
+            inside = np.broadcast_to(inside[:, None, :], block.shape)
+        finite = np.isfinite(block)
+        sums = np.sum(np.where(inside & finite, block, 0.0), axis=-1, dtype=np.float64)
+        ok = np.all(finite | ~inside, axis=-1) & np.any(inside, axis=-1)
+        sums = sums[ok]
+        if len(sums):
+            judged += len(sums)
+            off += int(np.count_nonzero(np.abs(sums - expected) > ROW_SUM_TOLERANCE * expected))
+            low, high = min(low, float(sums.min())), max(high, float(sums.max()))
+    return off, judged, low, high
 
 
 def _refuse_reduce_options(what: str, op, over, layers, heads) -> None:
@@ -140,6 +256,9 @@ class Sentences:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def __repr__(self) -> str:
+        return f"Sentences({len(self.keys)} sentences over {len(self.labels)} prompt tokens)"
 
     def index(self, key) -> int:
         key = (int(key[0]), int(key[1]))

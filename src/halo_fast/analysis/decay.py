@@ -24,6 +24,7 @@ import numpy as np
 
 from . import matrix, open_reduced, planted_groups, prompt_length, sentence_index, to_probabilities, value_kind
 from .sentences import sentence_matrices
+from .text import fmt
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Trend:
         with np.errstate(divide="ignore", invalid="ignore"):
             h = np.where(self.rate > 0, math.log(2) / self.rate, np.nan)
         return h if self.kind == "probabilities" else np.full_like(self.rate, np.nan)
+
+    def __repr__(self) -> str:
+        return f"Trend({len(self.rate)} series, {self.kind}, median rate {fmt(_median(self.rate))})"
 
 
 def fit_series(steps: np.ndarray, series: np.ndarray, kind: str) -> Trend:
@@ -72,6 +76,14 @@ class DecayResult:
     negative_trend_share: float
     recommended_decay_rate: float
     recommendation: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        return (
+            f"DecayResult({len(self.positions)} prompt tokens, {len(self.sentence_keys)} sentences, "
+            f"{len(self.groups)} groups over {len(self.steps)} steps, {self.kind}; "
+            f"recommended decay_rate {fmt(self.recommended_decay_rate)})"
+        )
 
     def to_json(self) -> dict:
         def rows(trend, extra):

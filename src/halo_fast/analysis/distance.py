@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import matrix, open_reduced, prompt_length, to_probabilities, value_kind
+from .text import fmt
 
 LOCAL_WINDOW = 20
 
@@ -30,6 +31,15 @@ class DistanceResult:
     kind: str
     uniform_local_share: float
     per_layer: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        layers = f", {len(self.per_layer)} layers" if self.per_layer else ""
+        return (
+            f"DistanceResult(distances 1..{len(self.profile)}, {self.kind}; share of the last {self.local_window} "
+            f"{fmt(self.local_share)} ({fmt(self.local_ratio, 3)}x uniform), "
+            f"prompt share {fmt(self.prompt_share)}{layers})"
+        )
 
     @property
     def local_share(self) -> float:
@@ -111,8 +121,9 @@ def distance_analysis(source, window=LOCAL_WINDOW, per_layer=False, kind=None, *
         uniform = _mean(np.minimum(window, ctx) / np.maximum(ctx, 1)) if len(ctx) else float("nan")
     result = DistanceResult(profile, counts, local, prompt, int(window), kind, uniform)
     if per_layer:
-        options = {k: v for k, v in reduce_options.items() if k != "over"}
-        by_layer = open_reduced(source, over=("heads",), **options)
+        # The same capture once more, per layer: the first open_reduced has warned about its data already.
+        options = {k: v for k, v in reduce_options.items() if k not in ("over", "check")}
+        by_layer = open_reduced(source, over=("heads",), check=False, **options)
         cube = np.asarray(by_layer.data)
         for li, layer in enumerate(by_layer.layers):
             layer_data = np.ascontiguousarray(cube[:, li, :], dtype=np.float32)

@@ -21,9 +21,11 @@ change) and written atomically with :func:`halo_fast.store.atomic_path`.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
+from ..errors import MissingDependency
 from ..store import atomic_path, output_beside
 from . import matrix, open_reduced, planted_groups, prompt_length, sentence_index, to_probabilities, value_kind
 
@@ -37,10 +39,6 @@ NAMED_LINES = 8  # at most len(PALETTE)
 MAX_SENTENCE_LABELS = 60
 
 
-class MissingDependency(ImportError):
-    """An optional dependency (matplotlib) is not installed; the message says how to install it."""
-
-
 def require_matplotlib():
     """Import matplotlib or raise :class:`MissingDependency` with the install command."""
     try:
@@ -51,7 +49,7 @@ def require_matplotlib():
 
 
 def heatmap(
-    source, path=None, *, log=False, sentences=False, force=False, kind=None, groups=None, dpi=DPI, **reduce_options
+    source, path=None, *, log=True, sentences=False, force=False, kind=None, groups=None, dpi=DPI, **reduce_options
 ) -> dict:
     """Draw the heatmap (or with ``sentences`` the per-sentence lines) of ``source`` to the PNG ``path``.
 
@@ -93,7 +91,9 @@ def heatmap(
         vmin, vmax = _draw_heatmap(fig, ax, steps, probs[:, :n_prompt], sent, member, log)
     ax.set_title(_title(red, kind, sentences, log), fontsize=10)
 
-    with atomic_path(path, force) as temporary:
+    with atomic_path(path, force) as temporary, warnings.catch_warnings():
+        # a character the font lacks (an emoji in a sentence label) is drawn as a box: no warning per glyph
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         fig.savefig(temporary, format="png", dpi=dpi)
     width, height = (int(round(v * dpi)) for v in fig.get_size_inches())
     box = ax.get_position()
@@ -225,10 +225,17 @@ def _mark_sentences(ax, sent, member, n_steps):
             tick.set_color(colours[name])
 
 
+LABEL_TEXT = 18  # characters of a sentence's text in its label
+
+
 def _sentence_label(sent, s, member) -> str:
+    """``turn:sentence``, the group it belongs to, and the start of its text (what a reader recognises)."""
     turn, sid = sent.keys[s]
     name = member.get(int(s))
-    return f"{turn}:{sid} {name}" if name else f"{turn}:{sid}"
+    text = " ".join(str(sent.texts[s]).split())
+    if len(text) > LABEL_TEXT:
+        text = text[: LABEL_TEXT - 1] + "…"
+    return " ".join(part for part in (f"{turn}:{sid}", name, repr(text) if text else "") if part)
 
 
 def _draw_lines(ax, steps, probs, ctx, sent, member, log):

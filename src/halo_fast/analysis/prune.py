@@ -81,6 +81,13 @@ class PruneResult:
     pruned_units: dict  # policy -> list of pruned units (positions or [turn, sentence])
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        return (
+            f"PruneResult({self.budget:g}% of unprotected {self.unit}s by {', '.join(self.kept)}; "
+            f"{len(self.positions)} prompt tokens ({int(np.sum(self.protected))} protected) x {len(self.steps)} steps)"
+        )
+
     def overlap(self) -> dict:
         """Jaccard index of the kept token sets of every pair of policies."""
         names = list(self.kept)

@@ -77,15 +77,16 @@ def report(
     data, ctx = matrix(red)
     kind = value_kind(data, kind)
     probs = red if kind == "probabilities" else dataclasses.replace(red, data=to_probabilities(data, ctx))
+    once = {"check": False}  # open_reduced above warned about the data already: the parts need not repeat it
     parts = {
         "red": red,
         "kind": kind,
-        "sentences": sentence_attention(probs, groups=groups, kind="probabilities"),
-        "decay": decay_analysis(probs, groups=groups, kind="probabilities"),
-        "raw_decay": decay_analysis(red, groups=groups, kind="logits") if kind == "logits" else None,
-        "distance": distance_analysis(probs, kind="probabilities"),
-        "prune": prune(probs, budget=budget, unit=unit, kind="probabilities"),
-        "stats": step_stats(red, kind=kind),
+        "sentences": sentence_attention(probs, groups=groups, kind="probabilities", **once),
+        "decay": decay_analysis(probs, groups=groups, kind="probabilities", **once),
+        "raw_decay": decay_analysis(red, groups=groups, kind="logits", **once) if kind == "logits" else None,
+        "distance": distance_analysis(probs, kind="probabilities", **once),
+        "prune": prune(probs, budget=budget, unit=unit, kind="probabilities", reduce_options=once),
+        "stats": step_stats(red, kind=kind, **once),
     }
     parts["groups"] = {name: [tuple(k) for k in g["sentences"]] for name, g in parts["sentences"].groups.items()}
     answers = _answers(parts)
@@ -111,6 +112,7 @@ def report(
                 force=True,
                 kind=kind,
                 groups=parts["groups"],
+                **once,
             )
         with open(outputs.enter_context(atomic_path(path, force)), "w", encoding="utf-8") as f:
             f.write(text)

@@ -52,6 +52,11 @@ class Scores:
     trajectory: np.ndarray | None  # [T, N] or None
     steps: np.ndarray
 
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        trajectory = ", with trajectory" if self.trajectory is not None else ""
+        return f"Scores({self.rule}: {len(self.final)} positions x {len(self.steps)} steps{trajectory})"
+
     def to_json(self) -> dict:
         def clean(a):
             return [None if not np.isfinite(v) else float(v) for v in a]

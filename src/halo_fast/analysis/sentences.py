@@ -33,6 +33,11 @@ class SentenceAttention:
     ranking: np.ndarray
     groups: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        groups = f", groups {', '.join(self.groups)}" if self.groups else ""
+        return f"SentenceAttention({len(self.keys)} sentences x {len(self.steps)} steps, {self.kind}{groups})"
+
     def rows(self) -> list[dict]:
         return [
             {
@@ -49,10 +54,15 @@ class SentenceAttention:
         ]
 
     def to_json(self) -> dict:
+        """The summaries and, per sentence (brightest first) and group, ``per_step``: its summed
+        attention at each of ``steps`` (None where it has no valid value), so a curve can be
+        plotted from the JSON alone."""
         return {
             "kind": self.kind,
             "steps": self.steps.tolist(),
-            "sentences": self.rows(),
+            "sentences": [
+                dict(row, per_step=[_num(v) for v in self.sum[:, s]]) for s, row in zip(self.ranking, self.rows())
+            ],
             "groups": {
                 name: {
                     "sentences": [list(k) for k in g["sentences"]],
@@ -64,6 +74,32 @@ class SentenceAttention:
                 for name, g in self.groups.items()
             },
         }
+
+    def curves(self) -> tuple[list[str], list[list]]:
+        """``(header, rows)`` of the per-step curves, one row per kept step: ``step``, then each
+        sentence's summed attention in prompt order (column ``turn:sentence``), then each group's
+        (``group:NAME``); None where a sentence has no valid value at that step."""
+        header = ["step"] + [f"{turn}:{sentence}" for turn, sentence in self.keys]
+        header += [f"group:{name}" for name in self.groups]
+        columns = [self.sum[:, s] for s in range(len(self.keys))] + [g["sum"] for g in self.groups.values()]
+        rows = [[int(step)] + [_num(column[t]) for column in columns] for t, step in enumerate(self.steps.tolist())]
+        return header, rows
+
+    def to_csv(self, path, force: bool = False) -> str:
+        """Write :meth:`curves` as CSV to ``path`` (empty cells for None; numbers as Python prints
+        them, which read back exactly), atomically: an existing file raises FileExistsError unless
+        ``force``, and an interrupted write leaves it as it was. Returns ``path``."""
+        import csv
+
+        from ..store import atomic_path
+
+        header, rows = self.curves()
+        with atomic_path(path, force) as temporary:
+            with open(temporary, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(header)
+                writer.writerows(rows)
+        return str(path)
 
 
 def _num(x):

@@ -25,6 +25,13 @@ class StepStats:
     values_beyond: np.ndarray
     kind: str
 
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        sums = ""
+        if self.kind == "probabilities":
+            sums = ", rows sum to 1" if self.rows_sum_to_one else ", rows do not all sum to 1"
+        return f"StepStats({len(self.steps)} steps, {self.kind}{sums}, {int(self.nan_inside.sum())} NaN)"
+
     @property
     def rows_sum_to_one(self) -> bool:
         ok = self.valid > 0

@@ -18,6 +18,7 @@ import numpy as np
 from . import open_reduced, prompt_length
 from .prune import choose_pruned, token_scores
 from .scoring import probability_matrix
+from .text import fmt
 
 GRID_DEFAULTS = {
     "decay_rate": [0.003],
@@ -52,6 +53,12 @@ class SweepResult:
     mass_min: np.ndarray
     budget: float
     seconds: float
+
+    def __repr__(self) -> str:
+        """One line: the dataclass default prints every array, which floods a notebook."""
+        order = self.order()
+        best = f"; best mass retained {fmt(float(self.mass_mean[order[0]]))}" if len(order) else ""
+        return f"SweepResult({len(self.grid)} grid points, budget {self.budget:g}%{best})"
 
     def order(self) -> np.ndarray:
         return np.lexsort((-np.nan_to_num(self.mass_min, nan=-1), -np.nan_to_num(self.mass_mean, nan=-1)))
