@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("formats", ("halo_fast.formats",)),
     ("reduction core", ("halo_fast.reduction", "halo_fast.capture")),
     ("kernels", ("halo_fast.kernels", "halo_fast.progress")),
-    ("errors, version", ("halo_fast.errors", "halo_fast._version")),
+    ("errors, version", ("halo_fast.errors", "halo_fast._version", "halo_fast._cleanup")),
 ]
 
 

@@ -1,5 +1,23 @@
+"""``python -m halo_fast``: Ctrl-C is taken over before the command imports anything heavy.
+
+The process ends with ``os._exit`` once the output is flushed: the interpreter's own
+shutdown (which puts the default SIGINT action back, so a Ctrl-C in it would kill the
+process with a signal instead of exit 130) has nothing left to do for a command.
+"""
+
+import os
 import sys
 
-from .cli.main import main
+from .cli import interrupt
 
-sys.exit(main())
+interrupt.install()
+
+from .cli.main import main  # noqa: E402  (after the handler: an import interrupted exits cleanly too)
+
+code = main()
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+except (BrokenPipeError, ValueError):  # the reader went away (| head): nothing more to say to it
+    pass
+os._exit(code)

@@ -87,7 +87,7 @@ CONTENDER_HEADERS = [
     "min s",
     "MB/s",
     "peak RSS MB",
-    "vs halo_fast",
+    "time / halo_fast",
     "imports s",
     "work s",
     "check",

@@ -8,11 +8,11 @@ timed. See ``bench/README.md`` for what every number means.
 
 from __future__ import annotations
 
-import json
+import os
 import shlex
 import sys
 
-from .common import UsageError
+from .common import Output, UsageError, json_option
 
 QUICK = {"size": "20MB", "sizes": "10MB,20MB", "repeat": 3}
 FULL = {"size": "1GB", "sizes": "0.1GB,0.5GB,1GB,2GB", "repeat": 5}
@@ -35,8 +35,12 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--repeat", type=int, help=f"timed runs per measurement, after one warm-up (default {FULL['repeat']})"
     )
-    p.add_argument("--json", action="store_true", help="print the whole result as JSON instead of tables")
-    p.add_argument("--data-dir", default="bench/data", help="where synthetic captures are cached (default bench/data)")
+    json_option(p)
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"where synthetic captures are cached (default {default_data_dir()}: $XDG_CACHE_HOME or ~/.cache)",
+    )
     p.add_argument(
         "--contenders",
         default=",".join(ALL_CONTENDERS),
@@ -48,6 +52,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="synthetic capture seed (default 0)")
     p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report (e.g. bench/RESULTS.md)")
     p.set_defaults(run=run)
+
+
+def default_data_dir() -> str:
+    """The per-user cache folder for bench captures (GBs: not the current folder, not the checkout)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "halo_fast", "bench")
 
 
 def _list(text: str, allowed, what: str) -> tuple:
@@ -81,7 +91,7 @@ def config_from(args):
         sizes=sizes,
         repeat=repeat,
         contenders=_list(args.contenders, ALL_CONTENDERS, "contender"),
-        data_dir=args.data_dir,
+        data_dir=args.data_dir or default_data_dir(),
         seed=args.seed,
         sections=_list(args.sections, SECTIONS, "section"),
     )
@@ -99,7 +109,7 @@ def command_line(args) -> str:
     return "python -m halo_fast " + shlex.join(words + (["--json"] if args.json else []))
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..benchmark import report
     from ..benchmark.runner import Suite
 
@@ -111,5 +121,4 @@ def run(args) -> int:
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(report.markdown(result))
-    print(json.dumps(result, indent=1) if args.json else report.text(result))
-    return 0 if result["ok"] else 1
+    return Output(result, lambda: report.text(result), code=0 if result["ok"] else 1)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
-from .common import warn_recovery
+from ..quality import sampling_text
+from .common import Output, json_option, source_kwargs, source_options
 
 
 def add_parser(subparsers) -> None:
@@ -16,30 +14,33 @@ def add_parser(subparsers) -> None:
         "infinite values, constant or all-zero rows, context lengths that do not grow by one per step, "
         "duplicated or missing steps, repeated prompt positions. Exit status 1 when anything is wrong.",
     )
-    p.add_argument("capture", help="capture file")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    source_options(p, name="capture")
     p.add_argument("--tolerance", type=float, default=1e-2, help="allowed |row sum - 1| (default 0.01)")
-    p.add_argument("--recover", action="store_true", help="check the complete tokens of a truncated capture")
+    json_option(p)
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..quality import check
 
-    report = check(args.capture, recover=args.recover, progress=sys.stderr.isatty(), tolerance=args.tolerance)
-    warn_recovery(args.capture, report["recovery"])
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(
-            f"{report['path']}: {report['tokens']} tokens ({report['tokens_with_attention']} with attention), "
-            f"values look like {report['kind']}"
-        )
-        if report["ok"]:
-            print("no problems found")
-        for problem in report["problems"]:
-            where = problem["steps"] or problem.get("positions", [])
-            shown = ", ".join(str(s) for s in where[:12]) + (" ..." if len(where) > 12 else "")
-            label = "steps" if problem["steps"] else "positions"
-            print(f"PROBLEM {problem['problem']}: {problem['description']}: {problem['count']} ({label} {shown})")
-    return 0 if report["ok"] else 1
+    report = check(args.capture, tolerance=args.tolerance, **source_kwargs(args))
+    return Output(
+        report, lambda: render(report), code=0 if report["ok"] else 1, recovery=(args.capture, report["recovery"])
+    )
+
+
+def render(report: dict) -> str:
+    lines = [
+        f"{report['path']}: {report['tokens']} tokens ({report['tokens_with_attention']} with attention), "
+        f"values look like {report['kind']}"
+    ]
+    if report.get("sampling"):
+        lines.append(sampling_text(report["sampling"]))
+    if report["ok"]:
+        lines.append("no problems found")
+    for problem in report["problems"]:
+        where = problem["steps"] or problem.get("positions", [])
+        shown = ", ".join(str(s) for s in where[:12]) + (" ..." if len(where) > 12 else "")
+        label = "steps" if problem["steps"] else "positions"
+        lines.append(f"PROBLEM {problem['problem']}: {problem['description']}: {problem['count']} ({label} {shown})")
+    return "\n".join(lines)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import table
+from .common import Output, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from .common import add_common
@@ -19,19 +22,20 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis import parse_groups
     from ..analysis.decay import decay_analysis
-    from ..analysis.text import dump, table
-    from .common import reduce_options, usage_errors
+    from .common import usage_errors
 
+    red, recovery = open_for_analysis(args)
     with usage_errors():
         groups = parse_groups(args.group) if args.group else None
-        result = decay_analysis(args.source, groups=groups, kind=args.kind, **reduce_options(args))
+        result = decay_analysis(red, groups=groups, kind=args.kind)
     out = result.to_json()
-    if args.json:
-        print(dump(out))
-        return 0
+    return Output(out, printed(lambda: render(out, args)), recovery=recovery)
+
+
+def render(out: dict, args) -> None:
     unit = "per step" if out["kind"] == "probabilities" else "logit units per step"
     print(f"values: {out['kind']}; rate {unit}, positive = fading")
     if out["groups"]:
@@ -65,4 +69,3 @@ def run(args) -> int:
         if out["recommended_decay_rate"] is not None
         else "recommended decay_rate: - (no fit)"
     )
-    return 0

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
 
 import numpy as np
 
-from .common import warn_recovery
+from .common import Output, UsageError, json_option, source_kwargs, source_options
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "decode",
-        help="decode a capture into float32 and print a summary",
-        description="Decode every attention array of a capture (bit-exact with json.loads) and summarise it.",
+        help="decode a capture into float32 and print a summary (--step N: what step N attended to)",
+        description="Decode every attention array of a capture (any format; bit-exact with json.loads) and "
+        "summarise it: sizes, speed, and the context positions one step attended to most.",
     )
-    p.add_argument("capture", help="capture file (single JSON)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="attended prompt tokens to list (default 10)")
-    p.add_argument("--recover", action="store_true", help="from a truncated capture, keep every complete token")
+    source_options(p, name="capture")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="attended positions to list (default 10)")
+    p.add_argument(
+        "--step", type=int, metavar="N", help="list what generation step N attended to (default: the last step)"
+    )
+    json_option(p)
     p.set_defaults(run=run)
 
 
@@ -35,8 +35,8 @@ def context_text(cap, position: int):
     return str(cap.tokens["text"][hits[0]]) if len(hits) else None
 
 
-def summarize(cap, seconds: float, size: int, top: int) -> dict:
-    """What a user wants to see first: sizes, speed, and where the last token looked."""
+def summarize(cap, seconds: float, size: int, top: int, step: int | None = None) -> dict:
+    """What a user wants to see first: sizes, speed, and where the last token (or ``step``) looked."""
     steps_with = np.flatnonzero(cap.tokens["has_attention"])
     summary = {
         "path": cap.path,
@@ -55,6 +55,13 @@ def summarize(cap, seconds: float, size: int, top: int) -> dict:
         "mb_per_s": round(size / 1e6 / seconds, 1) if seconds > 0 else None,
         "top_attended": [],
     }
+    if step is not None:
+        hits = np.flatnonzero(cap.tokens["step"] == step)
+        if not len(hits):
+            raise UsageError(f"--step {step}: the capture has no generation step {step}")
+        if not cap.tokens["has_attention"][hits[0]]:
+            raise UsageError(f"--step {step}: step {step} was recorded without attention")
+        steps_with = hits[:1]
     if len(steps_with):
         last = int(steps_with[-1])
         mean = cap.attention(last).mean(axis=(0, 1), dtype=np.float64)
@@ -66,35 +73,28 @@ def summarize(cap, seconds: float, size: int, top: int) -> dict:
     return summary
 
 
-def print_summary(summary: dict, out=sys.stdout) -> None:
-    print(
+def render_summary(summary: dict) -> str:
+    lines = [
         f"{summary['path']}: {summary['tokens']} generated tokens ({summary['tokens_with_attention']} with attention), "
         f"{summary['layers']} layers x {summary['heads']} heads, context {summary['context_min']}..{summary['context_max']}, "
         f"{summary['prompt_tokens']} prompt tokens",
-        file=out,
-    )
-    print(
         f"decoded {summary['values']:,} float32 values ({summary['float32_mb']} MB) from {summary['file_mb']} MB "
         f"in {summary['seconds']} s ({summary['mb_per_s']} MB/s)",
-        file=out,
-    )
+    ]
     if summary["top_attended"]:
-        print(f"step {summary['top_attended_step']} attended most to (mean over layers and heads):", file=out)
+        lines.append(f"step {summary['top_attended_step']} attended most to (mean over layers and heads):")
         for row in summary["top_attended"]:
-            print(f"  pos {row['position']:>6}  {row['score']:.4f}  {row['text']!r}", file=out)
+            lines.append(f"  pos {row['position']:>6}  {row['score']:.4f}  {row['text']!r}")
+    return "\n".join(lines)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from .. import load
+    from ..formats.detect import capture_bytes
 
     started = time.perf_counter()
-    cap = load(args.capture, recover=args.recover, progress=sys.stderr.isatty())
+    cap = load(args.capture, **source_kwargs(args))
     seconds = time.perf_counter() - started
-    summary = summarize(cap, seconds, os.path.getsize(args.capture), args.top)
+    summary = summarize(cap, seconds, capture_bytes(args.capture), args.top, args.step)
     summary["recovery"] = cap.recovery
-    warn_recovery(args.capture, cap.recovery)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print_summary(summary)
-    return 0
+    return Output(summary, lambda: render_summary(summary), recovery=(args.capture, cap.recovery))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import fmt
+from .common import Output, UsageError, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from .common import add_common
@@ -19,21 +22,24 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis.distance import distance_analysis
-    from ..analysis.text import dump, fmt
     from .common import reduce_options, usage_errors
 
+    if args.window < 1:
+        raise UsageError("--window must be >= 1")
+    if args.per_layer:  # it reduces the capture twice (over both, then over heads only): it reads the file itself
+        source, options, recovery = args.source, reduce_options(args), None
+    else:
+        source, options = open_for_analysis(args)[0], {}
+        recovery = (args.source, source.extra.get("recovery"))
     with usage_errors():
-        if args.window < 1:
-            raise ValueError("--window must be >= 1")
-        result = distance_analysis(
-            args.source, window=args.window, per_layer=args.per_layer, kind=args.kind, **reduce_options(args)
-        )
+        result = distance_analysis(source, window=args.window, per_layer=args.per_layer, kind=args.kind, **options)
     out = result.to_json()
-    if args.json:
-        print(dump(out))
-        return 0
+    return Output(out, printed(lambda: render(out, args)), recovery=recovery)
+
+
+def render(out: dict, args) -> None:
     print(f"distance  mean attention ({out['kind']})")
     for d, v in enumerate(out["profile"][: args.show], start=1):
         print(f"{d:>8}  {fmt(v)}")
@@ -42,9 +48,9 @@ def run(args) -> int:
         f"(uniform would be {fmt(out['uniform_local_share'])}: x{fmt(out['local_ratio'], 3)})"
     )
     print(f"prompt share: {fmt(out['prompt_share'])}")
+    shown = max(1, min(args.show, 3))
     for layer, p in out["per_layer"].items():
         print(
-            f"  layer {layer:>3}: local share {fmt(p['local_share'])}, distance 1..3: "
-            + " ".join(fmt(v) for v in p["profile"][:3])
+            f"  layer {layer:>3}: local share {fmt(p['local_share'])}, distance 1..{shown}: "
+            + " ".join(fmt(v) for v in p["profile"][:shown])
         )
-    return 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sys
+from ..analysis.text import fmt
+from .common import Output, open_for_analysis
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +23,15 @@ def add_parser(subparsers) -> None:
         "--output",
         help="PNG to write (default: CAPTURE.heatmap.png, with --sentences CAPTURE.sentences.png, beside the input)",
     )
-    p.add_argument("--log", action="store_true", help="log colour scale (log y axis with --sentences)")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--log",
+        dest="log",
+        action="store_true",
+        default=True,
+        help="log colour scale, the default (log y axis with --sentences)",
+    )
+    scale.add_argument("--linear", dest="log", action="store_false", help="linear colour scale (linear y axis)")
     p.add_argument("--sentences", action="store_true", help="one line per sentence over the steps instead")
     p.add_argument(
         "--group",
@@ -35,18 +44,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def missing_matplotlib(exc) -> int:
-    """Exit 1 with the install command: the command line is fine, the environment lacks matplotlib."""
-    print(f"error: {exc}", file=sys.stderr)
-    return 1
-
-
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis import parse_groups
-    from ..analysis.heatmap import MissingDependency, heatmap, require_matplotlib
-    from ..analysis.text import dump, fmt
+    from ..analysis.heatmap import heatmap, require_matplotlib
     from ..store import output_beside
-    from .common import check_output, reduce_options, usage_errors
+    from .common import check_output, usage_errors
 
     output = args.output or output_beside(args.source, ".sentences.png" if args.sentences else ".heatmap.png")
     with usage_errors():
@@ -54,30 +56,24 @@ def run(args) -> int:
             raise ValueError("--dpi must be at least 10")
         check_output(output, args.force)
         groups = parse_groups(args.group) if args.group else None
-    try:
-        require_matplotlib()
-        with usage_errors():
-            result = heatmap(
-                args.source,
-                output,
-                log=args.log,
-                sentences=args.sentences,
-                force=args.force,
-                kind=args.kind,
-                groups=groups,
-                dpi=args.dpi,
-                **reduce_options(args),
-            )
-    except MissingDependency as exc:
-        return missing_matplotlib(exc)
-    if args.json:
-        print(dump(result))
-        return 0
+    require_matplotlib()  # MissingDependency: exit 1 with the install command (the command line is fine)
+    red, recovery = open_for_analysis(args)
+    with usage_errors():
+        result = heatmap(
+            red,
+            output,
+            log=args.log,
+            sentences=args.sentences,
+            force=args.force,
+            kind=args.kind,
+            groups=groups,
+            dpi=args.dpi,
+        )
     scale = "log" if result["log"] else "linear"
     what = "sentence lines" if args.sentences else "heatmap"
-    print(
+    text = (
         f"wrote {output}: {what}, {result['width']} x {result['height']} px, {result['steps']} steps x "
         f"{result['prompt_tokens']} prompt tokens in {result['sentences']} sentences ({result['kind']}, {scale} "
         f"scale {fmt(result['vmin'], 3)}..{fmt(result['vmax'], 3)})"
     )
-    return 0
+    return Output(result, text, recovery=recovery)

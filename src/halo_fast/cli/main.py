@@ -1,18 +1,27 @@
-"""Entry point: builds the parser from the subcommand modules and maps errors to exit codes.
+"""Entry point: builds the parser from the subcommand modules, runs one, and does for every
+command what the pattern promises (cli/common.py): ``--json`` or text, progress, the
+recovery warning, errors and exit codes.
 
-Exit codes: 0 success, 1 bad input (a CaptureError), 2 usage error.
+Exit codes: 0 success, 1 bad input (a CaptureError, a file that cannot be read or written,
+a missing optional dependency), 2 usage error, 130 Ctrl-C. With ``--json`` an error is
+also printed on stdout as ``{"error", "path", "offset", "step", "exit_code"}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
 
-from ..errors import CaptureError
-from .common import UsageError
+from ..errors import CaptureError, MissingDependency, SelectionError
+from . import interrupt
+from .common import Output, UsageError, join_dash_values, warn_recovery
 
-# Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
+# Each module defines ``add_parser(subparsers)`` and ``run(args) -> Output``.
 SUBCOMMANDS = [
     "reduce",
     "info",
@@ -31,6 +40,7 @@ SUBCOMMANDS = [
     "demo",
     "bench",
 ]
+NO_KERNELS = ("bench", "synth")  # they run no kernel in this process: nothing to announce
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,24 +59,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if sys.stderr.isatty() and args.command not in ("bench", "synth"):  # those two run no kernel here
+def main(argv: list[str] | None = None) -> int:
+    with interrupt.exit_on_sigint(), one_line_warnings():
+        return _main(sys.argv[1:] if argv is None else list(argv))
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a command runs, each warning is one line ``warning: MESSAGE`` on stderr, each text once.
+
+    Python's default shows the library's file, line number and source line, which tell a user
+    of the command line nothing; and the analyses may meet the same problem more than once.
+    UserWarnings (the package's own, such as ``DataWarning``) are always reported this way,
+    never raised, whatever ``-W`` says: the command's messages are for the person reading stderr.
+    Everything is restored on the way out (``warnings.catch_warnings``).
+    """
+    seen: set[str] = set()
+
+    def show(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        text = f"warning: {message}"
+        if text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr if file is None else file)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(join_dash_values(argv))
+    if getattr(args, "progress", None) is None:
+        args.progress = sys.stderr.isatty()
+    as_json = bool(getattr(args, "json", False))
+    if args.progress and args.command not in NO_KERNELS:
         from ..kernels.cache import announce_compiling
 
         announce_compiling(sys.stderr)
     try:
-        return int(args.run(args) or 0)
+        output: Output = args.run(args)
     except CaptureError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except UsageError as exc:
-        print(f"usage error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(as_json, f"error: {exc}", 1, exc.reason, exc.path, exc.offset, exc.step)
+    except (UsageError, SelectionError) as exc:
+        return _fail(as_json, f"usage error: {exc}", 2, str(exc))
+    except MissingDependency as exc:
+        return _fail(as_json, f"error: {exc}", 1, str(exc))
     except OSError as exc:  # a file that cannot be read or written: say which, without a traceback
-        print(f"error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        text = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        return _fail(as_json, f"error: {text}", 1, exc.strerror or str(exc), exc.filename)
+    if output.recovery:
+        warn_recovery(*output.recovery)
+    if as_json:
+        print(_dump(output.data))
+    else:
+        text = output.render()
+        if text:
+            print(text)
+    return output.code
+
+
+def _fail(
+    as_json: bool, message: str, code: int, reason: str, path: Any = None, offset: Any = None, step: Any = None
+) -> int:
+    print(message, file=sys.stderr)
+    if as_json:
+        error = {"error": reason, "path": path, "offset": offset, "step": step, "exit_code": code}
+        print(_dump(error))
+    return code
+
+
+def _dump(obj: Any) -> str:
+    from ..analysis.text import dump
+
+    return dump(obj)
+
+
+__all__ = ["build_parser", "main"]

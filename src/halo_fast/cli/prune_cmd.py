@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import table
+from .common import Output, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from ..analysis.prune import POLICIES
@@ -10,12 +13,12 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "prune",
         help="simulate pruning the bottom X%% of the prompt by several policies and compare them",
-        description="Prune the bottom --budget %% of unprotected prompt tokens or sentences by each policy; report "
+        description="Prune the bottom --budget % of unprotected prompt tokens or sentences by each policy; report "
         "kept/pruned units, the attention mass kept per step (mean, min) and the overlap of kept sets.",
     )
     add_common(p)
     p.add_argument("--budget", type=float, default=30.0, help="percent of unprotected units to prune (default 30)")
-    p.add_argument("--unit", choices=["token", "sentence"], default="token")
+    p.add_argument("--unit", choices=["token", "sentence"], default="token", help="what is pruned (default token)")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"comma list (default {','.join(POLICIES)})")
     p.add_argument("--sinks", type=int, default=4, help="sink tokens kept by the recent policy (default 4)")
     p.add_argument("--no-protect-system", action="store_true", help="let system-prompt tokens be pruned")
@@ -25,11 +28,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis.prune import prune
-    from ..analysis.text import dump, table
     from ..store import atomic_path
-    from .common import check_output, reduce_options, usage_errors
+    from .common import check_output, usage_errors
 
     policies = [x.strip() for x in args.policies.split(",") if x.strip()]
     with usage_errors():
@@ -37,15 +39,16 @@ def run(args) -> int:
             check_output(args.write_prompt, args.force)
             if args.policy not in policies:
                 policies.append(args.policy)
+    red, recovery = open_for_analysis(args)
+    with usage_errors():
         result = prune(
-            args.source,
+            red,
             budget=args.budget,
             unit=args.unit,
             policies=policies,
             protect_system=not args.no_protect_system,
             sinks=args.sinks,
             kind=args.kind,
-            reduce_options=reduce_options(args),
         )
     out = result.to_json()
     if args.write_prompt:
@@ -53,9 +56,10 @@ def run(args) -> int:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(result.pruned_prompt(args.policy))
         out["written"] = {"path": args.write_prompt, "policy": args.policy}
-    if args.json:
-        print(dump(out))
-        return 0
+    return Output(out, printed(lambda: render(out, args)), recovery=recovery)
+
+
+def render(out: dict, args) -> None:
     print(f"pruning {out['budget']:g}% of unprotected {out['unit']}s ({len(out['protected'])} protected tokens)")
     rows = [
         {
@@ -76,4 +80,3 @@ def run(args) -> int:
         print(f"  {pair:<24} {j:.3f}")
     if args.write_prompt:
         print(f"\nwrote the prompt pruned by {args.policy} to {args.write_prompt}")
-    return 0

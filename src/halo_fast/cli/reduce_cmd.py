@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 import warnings
 
 import numpy as np
 
+from ..formats.detect import capture_bytes
 from ..store import output_beside
-from .common import UsageError, check_output, warn_recovery
+from .common import (
+    Output,
+    UsageError,
+    check_output,
+    json_option,
+    output_options,
+    parse_over,
+    selection_options,
+    source_kwargs,
+    source_options,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -21,20 +30,30 @@ def add_parser(subparsers) -> None:
         description="Stream a capture, fold each token's [layers, heads, ctx] attention into [ctx] "
         "(or [heads, ctx] / [layers, ctx]) and write the result atomically.",
     )
-    p.add_argument("capture", help="capture file")
-    p.add_argument("-o", "--output", help="output file (default: CAPTURE.reduced.h5 beside the input)")
-    p.add_argument("--op", default="mean", choices=["mean", "max", "min", "sum", "nanmean"])
-    p.add_argument("--over", default="layers,heads", help="layers, heads or layers,heads (default)")
-    p.add_argument("--layers", help="layers to keep first, e.g. 24-27, -4:, 0,3 (default all)")
-    p.add_argument("--heads", help="heads to keep first (default all)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="keep every Nth generation step")
-    p.add_argument("--tokens", metavar="START:STOP", help="only steps START <= step < STOP")
-    p.add_argument("--format", choices=["h5", "npz"], help="output format (default from the suffix, else h5)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("--recover", action="store_true", help="from a truncated capture, keep every complete token")
+    source_options(p, name="capture")
+    selection_options(p, over=True)
+    output_options(
+        p,
+        "output file (default: CAPTURE.reduced.h5 beside the input; .npz added with --format npz)",
+        formats=("h5", "npz"),
+        format_help="output format (default: from the -o suffix, else h5)",
+    )
     p.add_argument("--top", type=int, default=10, metavar="K", help="most attended prompt positions to list")
+    json_option(p)
     p.set_defaults(run=run)
+
+
+def output_path(output: str | None, fmt: str | None, capture: str) -> tuple[str, str]:
+    """(path, format): the format from --format or the suffix; an -o without the format's suffix gets it
+    (as numpy's savez does), so every analysis recognises the file."""
+    if fmt is None:
+        fmt = "npz" if output and output.lower().endswith(".npz") else "h5"
+    if output is None:
+        return output_beside(capture, f".reduced.{fmt}"), fmt
+    suffixes = (".npz",) if fmt == "npz" else (".h5", ".hdf5")
+    if not output.lower().endswith(suffixes):
+        output += f".{fmt}"
+    return output, fmt
 
 
 def top_positions(reduced, k: int) -> list[dict]:
@@ -52,14 +71,13 @@ def top_positions(reduced, k: int) -> list[dict]:
     return [{"position": int(p), "text": str(texts[p]), "score": float(average[p])} for p in order]
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..api import reduce
     from ..store import save_reduced
 
-    fmt = args.format or ("npz" if args.output and args.output.endswith(".npz") else "h5")
-    output = args.output or output_beside(args.capture, f".reduced.{fmt}")
+    output, fmt = output_path(args.output, args.format, args.capture)
     check_output(output, args.force)
-    over = tuple(axis.strip() for axis in args.over.split(",") if axis.strip())
+    over = parse_over(args.over)
     started = time.perf_counter()
     try:
         reduced = reduce(
@@ -70,8 +88,7 @@ def run(args) -> int:
             heads=args.heads,
             every=args.every,
             tokens=args.tokens,
-            recover=args.recover,
-            progress=sys.stderr.isatty(),
+            **source_kwargs(args),
         )
     except ValueError as exc:
         if type(exc) is not ValueError:
@@ -79,10 +96,10 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     save_reduced(reduced, output, fmt, force=args.force)
     seconds = time.perf_counter() - started
-    size = os.path.getsize(args.capture)
+    size = capture_bytes(args.capture)
     summary = {
         "capture": args.capture,
-        "output": output,
+        "output": os.path.abspath(output),
         "format": fmt,
         "op": reduced.op,
         "over": list(reduced.over),
@@ -95,16 +112,16 @@ def run(args) -> int:
         "top_attended": top_positions(reduced, args.top),
         "recovery": reduced.extra.get("recovery"),
     }
-    warn_recovery(args.capture, summary["recovery"])
-    if args.json:
-        print(json.dumps(summary))
-        return 0
-    print(
-        f"{output}: {summary['tokens']} tokens, {reduced.op} over {'+'.join(reduced.over)} -> "
-        f"{tuple(summary['shape'])} float32, {size / 1e6:.1f} MB in {seconds:.2f} s ({summary['mb_per_s']} MB/s)"
-    )
-    if summary["top_attended"]:
-        print("most attended prompt positions (average over kept steps):")
-        for row in summary["top_attended"]:
-            print(f"  pos {row['position']:>6}  {row['score']:.4f}  {row['text']!r}")
-    return 0
+
+    def text() -> str:
+        lines = [
+            f"{output}: {summary['tokens']} tokens, {reduced.op} over {'+'.join(reduced.over)} -> "
+            f"{tuple(summary['shape'])} float32, {size / 1e6:.1f} MB in {seconds:.2f} s ({summary['mb_per_s']} MB/s)"
+        ]
+        if summary["top_attended"]:
+            lines.append("most attended prompt positions (average over kept steps):")
+            for row in summary["top_attended"]:
+                lines.append(f"  pos {row['position']:>6}  {row['score']:.4f}  {row['text']!r}")
+        return "\n".join(lines)
+
+    return Output(summary, text, recovery=(args.capture, summary["recovery"]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import fmt
+from .common import Output, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from .common import add_common
@@ -33,12 +36,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis import parse_groups
     from ..analysis.report import image_beside, report
-    from ..analysis.text import dump, fmt
     from ..store import output_beside
-    from .common import check_output, reduce_options, usage_errors
+    from .common import check_output, usage_errors
 
     output = args.output or output_beside(args.source, ".report.md")
     with usage_errors():
@@ -47,8 +49,10 @@ def run(args) -> int:
         if not 0 <= args.budget <= 100:
             raise ValueError(f"--budget must be a percentage in 0..100, got {args.budget:g}")
         groups = parse_groups(args.group) if args.group else None
+    red, recovery = open_for_analysis(args)
+    with usage_errors():
         result = report(
-            args.source,
+            red,
             output,
             force=args.force,
             log=not args.linear,
@@ -56,15 +60,15 @@ def run(args) -> int:
             unit=args.unit,
             groups=groups,
             kind=args.kind,
-            **reduce_options(args),
         )
-    if args.json:
-        print(dump(result))
-        return 0
+    return Output(result, printed(lambda: render(result, output, image_beside(output))), recovery=recovery)
+
+
+def render(result: dict, output: str, image: str) -> None:
     a = result["answers"]
     print(
         f"wrote {output}"
-        + (f" and {image_beside(output)}" if result["heatmap"] else "")
+        + (f" and {image}" if result["heatmap"] else "")
         + f" ({result['steps']} steps, {result['seconds']:.1f} s)"
     )
     if result["heatmap_note"]:
@@ -78,7 +82,7 @@ def run(args) -> int:
     print(
         "3. negative logits as decay: "
         + (
-            f"raw logits fall for {fmt(neg['raw_falling_share'], 3)} of tokens"
+            f"raw logits fall for {percent(neg['raw_falling_share'])} of prompt tokens"
             if neg["answerable"]
             else "needs a logit capture"
         )
@@ -88,4 +92,7 @@ def run(args) -> int:
         f"5. distance weighting needed: {'yes' if a['distance_weighting_needed'] else 'no'} "
         f"(local share x{fmt(a['local_ratio'], 3)} uniform)"
     )
-    return 0
+
+
+def percent(share) -> str:
+    return "-" if share is None or share != share else f"{share:.0%}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import table
+from .common import Output, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from .common import add_common
@@ -11,7 +14,7 @@ def add_parser(subparsers) -> None:
         help="attention per prompt sentence over steps; which stay bright",
         description="Sum (and mean, max) of the reduced attention over each prompt sentence (turn_id, sentence_id) "
         "per generation step; ranked by mean, with peak and final-quarter mean. Synth captures compare their "
-        "planted groups automatically.",
+        "planted groups automatically. --json includes every sentence's per-step curve; --csv writes the curves.",
     )
     add_common(p)
     p.add_argument(
@@ -21,22 +24,35 @@ def add_parser(subparsers) -> None:
         help="a named group of sentences (turn:sentence) to compare over time; repeatable",
     )
     p.add_argument("--top", type=int, default=0, metavar="K", help="show only the K brightest sentences")
+    p.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write the per-step curves to FILE: one row per step; columns step, TURN:SENTENCE..., group:NAME...",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis import parse_groups
     from ..analysis.sentences import sentence_attention
-    from ..analysis.text import dump, table
-    from .common import reduce_options, usage_errors
+    from .common import check_output, usage_errors
 
+    red, recovery = open_for_analysis(args)
     with usage_errors():
+        if args.csv:
+            check_output(args.csv, args.force)  # before the work: an existing file fails now, not after it
         groups = parse_groups(args.group) if args.group else None
-        result = sentence_attention(args.source, groups=groups, kind=args.kind, **reduce_options(args))
+        result = sentence_attention(red, groups=groups, kind=args.kind)
     out = result.to_json()
-    if args.json:
-        print(dump(out))
-        return 0
+    if args.csv:
+        result.to_csv(args.csv, force=args.force)
+        columns = 1 + len(result.keys) + len(result.groups)  # step, the sentences, the groups
+        out["written"] = {"path": args.csv, "rows": len(result.steps), "columns": columns}
+    return Output(out, printed(lambda: render(out, args)), recovery=recovery)
+
+
+def render(out: dict, args) -> None:
     rows = out["sentences"][: args.top or None]
     for r in rows:
         r["sentence"] = f"{r['turn_id']}:{r['sentence_id']}"
@@ -63,4 +79,8 @@ def run(args) -> int:
         print(table(grows, ["group", "mean", "peak", "final", "first", "last", "sentences"]))
         fading = [g["group"] for g in grows if g["first"] and g["last"] is not None and g["last"] < 0.5 * g["first"]]
         print(f"fading to under half their first-step attention: {', '.join(fading) or 'none'}")
-    return 0
+    if "written" in out:
+        written = out["written"]
+        print(
+            f"\nwrote the per-step curves ({written['rows']} steps x {written['columns']} columns) to {written['path']}"
+        )

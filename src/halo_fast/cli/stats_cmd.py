@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import table
+from .common import Output, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from .common import add_common
@@ -15,20 +18,20 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis.stats import step_stats
-    from ..analysis.text import dump, table
-    from .common import reduce_options, usage_errors
+    from .common import usage_errors
 
+    red, recovery = open_for_analysis(args)
     with usage_errors():
-        result = step_stats(args.source, kind=args.kind, **reduce_options(args))
+        result = step_stats(red, kind=args.kind)
     out = result.to_json()
-    if args.json:
-        print(dump(out))
-        return 0
+    return Output(out, printed(lambda: render(out, args)), recovery=recovery)
+
+
+def render(out: dict, args) -> None:
     print(table(out["steps"], ["step", "context_length", "min", "max", "mean", "sum", "nan", "values_beyond_context"]))
     print(
         f"\nvalues: {out['kind']}; rows sum to 1: {'yes' if out['rows_sum_to_one'] else 'no'}; "
         f"NaN inside contexts: {out['nan_total']}"
     )
-    return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.text import table
+from .common import Output, open_for_analysis, printed
+
 
 def add_parser(subparsers) -> None:
     from .common import add_common
@@ -13,34 +16,51 @@ def add_parser(subparsers) -> None:
         "--decay-rate 0.001:0.01:10 --boost 0.5,1,2 --distance none,linear,logarithmic.",
     )
     add_common(p)
-    p.add_argument("--decay-rate", default="0.003")
-    p.add_argument("--boost", default="1")
-    p.add_argument("--distance", default="logarithmic", help="none, linear, logarithmic (comma list)")
-    p.add_argument("--min-distance", default="20")
-    p.add_argument("--scale", default="10")
-    p.add_argument("--budget", type=float, default=30.0, help="percent of unprotected prompt tokens pruned")
-    p.add_argument("--top", type=int, default=10, help="grid points listed (best first)")
+    grid = p.add_argument_group("the grid (each START:STOP:COUNT or a comma list)")
+    grid.add_argument("--decay-rate", default="0.003", help="score lost per step (default 0.003)")
+    grid.add_argument("--boost", default="1", help="weight of attention added per step (default 1)")
+    grid.add_argument(
+        "--distance", default="logarithmic", help="distance weighting: none, linear, logarithmic (default logarithmic)"
+    )
+    grid.add_argument("--min-distance", default="20", help="distance below which no weight applies (default 20)")
+    grid.add_argument("--scale", default="10", help="distance scale of the weighting (default 10)")
+    p.add_argument(
+        "--budget", type=float, default=30.0, help="percent of unprotected prompt tokens pruned (default 30)"
+    )
+    p.add_argument("--top", type=int, default=10, help="grid points listed, best first (default 10)")
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args) -> Output:
     from ..analysis.sweep import parse_values, sweep
-    from ..analysis.text import dump, table
-    from .common import reduce_options, usage_errors
+    from .common import usage_errors
 
+    red, recovery = open_for_analysis(args)
     with usage_errors():
         grid = {
-            "decay_rate": parse_values(args.decay_rate),
-            "boost": parse_values(args.boost),
-            "distance": parse_values(args.distance, str),
-            "min_distance": parse_values(args.min_distance),
-            "scale": parse_values(args.scale),
+            name: _values(f"--{name.replace('_', '-')}", getattr(args, name), parse_values, cast)
+            for name, cast in (
+                ("decay_rate", float),
+                ("boost", float),
+                ("distance", str),
+                ("min_distance", float),
+                ("scale", float),
+            )
         }
-        result = sweep(args.source, budget=args.budget, kind=args.kind, reduce_options=reduce_options(args), **grid)
+        result = sweep(red, budget=args.budget, kind=args.kind, **grid)
     out = result.to_json()
-    if args.json:
-        print(dump(out))
-        return 0
+    return Output(out, printed(lambda: render(out, args)), recovery=recovery)
+
+
+def _values(option: str, text: str, parse, cast) -> list:
+    """The grid values of one option; a bad value names the option."""
+    try:
+        return parse(text, cast)
+    except ValueError as exc:
+        raise ValueError(f"{option} {text!r}: {exc}") from None
+
+
+def render(out: dict, args) -> None:
     print(f"{out['points']} grid points in {out['seconds']:.3f} s; pruning {out['budget']:g}% of prompt tokens")
     print(
         table(
@@ -48,4 +68,3 @@ def run(args) -> int:
             ["decay_rate", "boost", "distance", "min_distance", "scale", "mass_retained_mean", "mass_retained_min"],
         )
     )
-    return 0
