@@ -171,6 +171,15 @@ def test_json_errors_are_json_on_stdout_with_the_exit_code(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["exit_code"] == 2
 
 
+def test_a_bad_command_line_is_a_usage_error_in_json_too(capture, capsys):
+    assert main(["reduce", capture, "--frobnicate", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["exit_code"] == 2 and "--frobnicate" in captured.out
+    assert captured.err.startswith("usage:")
+    assert main(["report", capture, "--op", "median"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
 def test_json_is_one_object_for_every_capture_command(capture, tmp_path, capsys):
     for command in CAPTURE_COMMANDS:
         args = [command, capture, "--json"]

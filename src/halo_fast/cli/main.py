@@ -15,7 +15,7 @@ import importlib
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import CaptureError, MissingDependency, SelectionError
 from . import interrupt
@@ -43,15 +43,24 @@ SUBCOMMANDS = [
 NO_KERNELS = ("bench", "synth")  # they run no kernel in this process: nothing to announce
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is a UsageError: main reports it like every other one
+    (exit 2, and with --json the error object on stdout), after argparse's usage line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m halo_fast",
         description="Fast, exact decoding and analysis of LLM attention captures.",
     )
     parser.add_argument("--version", action="version", version=f"halo_fast {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=Parser)
     sub.required = True
     for name in SUBCOMMANDS:
         module = importlib.import_module(f".{name}_cmd", __package__)
@@ -91,7 +100,10 @@ def one_line_warnings() -> Iterator[None]:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(join_dash_values(argv))
+    try:
+        args = build_parser().parse_args(join_dash_values(argv))
+    except UsageError as exc:
+        return _fail("--json" in argv, f"usage error: {exc}", 2, str(exc))
     if getattr(args, "progress", None) is None:
         args.progress = sys.stderr.isatty()
     as_json = bool(getattr(args, "json", False))
