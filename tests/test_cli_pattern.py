@@ -332,3 +332,41 @@ def test_ctrl_c_at_any_moment_exits_130_cleanly(medium_capture, tmp_path):
         else:
             assert out == "", (delay, out)
     assert interrupted >= len(delays) // 2
+
+
+# ----------------------------------------------------------------- defect 13: what the plots and reports say
+
+
+def test_report_on_logits_gives_the_falling_share_as_a_percentage(tmp_path, capsys):
+    path = tmp_path / "logits.json"
+    write_capture(path, layers=2, heads=2, prompt=40, tokens=12, seed=4, logits=True, workers=0)
+    assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("3."))
+    assert "% of prompt tokens" in line and " 1 of " not in line
+
+
+def test_heatmap_is_log_scaled_by_default_and_labels_carry_text(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from halo_fast.analysis import sentence_index
+    from halo_fast.analysis.heatmap import _sentence_label
+
+    path = tmp_path / "cap.json"
+    write_capture(path, layers=2, heads=2, prompt=40, tokens=8, workers=0)
+    assert main(["heatmap", str(path), "--json", "-o", str(tmp_path / "a.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["log"] is True
+    assert main(["heatmap", str(path), "--linear", "--json", "-o", str(tmp_path / "b.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["log"] is False
+
+    import halo_fast
+
+    sentences = sentence_index(halo_fast.load(path).prompt_tokens)
+    labels = [_sentence_label(sentences, s, {}) for s in range(len(sentences))]
+    worded = [label for label in labels if "'" in label]
+    assert worded and all(len(label) < 40 for label in labels)
+    assert all(label.split()[0].count(":") == 1 for label in labels)  # turn:sentence first
+
+
+def test_bench_ratio_column_says_what_it_divides():
+    from halo_fast.benchmark.report import CONTENDER_HEADERS
+
+    assert "time / halo_fast" in CONTENDER_HEADERS and "vs halo_fast" not in CONTENDER_HEADERS
