@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 _PENDING: set[str] = set()
+_RESTORE: dict[str, str] = {}  # a previous output moved aside -> where it belongs, while a swap is under way
 
 
 def register(path: str) -> None:
@@ -22,8 +23,25 @@ def unregister(path: str) -> None:
     _PENDING.discard(path)
 
 
+def register_restore(moved: str, home: str) -> None:
+    """``moved`` is a previous output taken out of ``home`` for a moment: put it back on an abrupt exit."""
+    _RESTORE[moved] = home
+
+
+def unregister_restore(moved: str) -> None:
+    _RESTORE.pop(moved, None)
+
+
 def discard_all() -> None:
-    """Remove every registered temporary file or folder (errors ignored: this runs on the way out)."""
+    """Put back what a swap moved aside, then remove every registered temporary file or folder
+    (errors ignored: this runs on the way out)."""
+    for moved, home in list(_RESTORE.items()):
+        try:
+            if not os.path.exists(home):
+                os.replace(moved, home)
+        except OSError:
+            pass
+        _RESTORE.pop(moved, None)
     for path in list(_PENDING):
         try:
             if os.path.isdir(path):

@@ -19,7 +19,6 @@ kept tokens (protected ones included).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,9 +204,3 @@ def prune(
         pruned_units,
         np.asarray(red.steps),
     )
-
-
-def _finite_mean(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if len(values) else math.nan

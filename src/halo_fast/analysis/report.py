@@ -101,8 +101,8 @@ def report(
             note = f"no heatmap: {exc}"
             note_md = "_No heatmap: matplotlib is not installed (`pip install 'halo_fast[plot]'`)._"
     text = _markdown(parts, answers, None if note else os.path.basename(image), note_md)
-    # Both files are made as temporaries and renamed only once both are written: a failure
-    # leaves neither a new image beside an old report nor the reverse.
+    # Both files are made as temporaries and renamed, one right after the other, only once
+    # both are written: a failure while writing either leaves both previous files as they were.
     with contextlib.ExitStack() as outputs:
         if note is None:
             heatmap(

@@ -1,8 +1,9 @@
 """Writing outputs safely, and naming them.
 
-A result is first written to a temporary file in the target folder, flushed to
-disk, then renamed over the target: an exception, Ctrl-C or kill midway leaves
-the previous output intact and no partial file behind.
+A result is first written to a temporary file (or folder) in the target folder,
+flushed to disk, then renamed over the target: an exception or Ctrl-C midway leaves
+the previous output intact and nothing else behind. A kill -9 can leave a hidden
+``.NAME.*.tmp`` beside it, never a partial ``NAME``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-from .._cleanup import register, unregister
+from .._cleanup import register, register_restore, unregister, unregister_restore
 
 # Input suffixes dropped when an output is named after its input (the first that matches).
-INPUT_SUFFIXES = (".reduced.h5", ".json.gz", ".jsonl.gz", ".json", ".jsonl", ".gz", ".h5", ".npz")
+INPUT_SUFFIXES = (".reduced.h5", ".reduced.npz", ".json.gz", ".jsonl.gz", ".json", ".jsonl", ".gz", ".h5", ".npz")
 
 
 def output_beside(source: str | os.PathLike[str], suffix: str) -> str:
@@ -35,7 +36,7 @@ def atomic_path(target: str | os.PathLike[str], force: bool = False) -> Iterator
     """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
     target = os.path.abspath(os.fspath(target))
     if os.path.exists(target) and not force:
-        raise FileExistsError(target)
+        raise FileExistsError(errno.EEXIST, "exists; pass --force to overwrite it", target)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", folder)
@@ -64,38 +65,90 @@ def atomic_path(target: str | os.PathLike[str], force: bool = False) -> Iterator
 def atomic_directory(target: str | os.PathLike[str], force: bool = False) -> Iterator[str]:
     """Yield a temporary folder beside ``target``; it becomes ``target`` only on success.
 
-    With ``force`` an existing ``target`` is replaced: moved aside, the new folder renamed
-    into place, then the old one removed (a failure midway leaves the old one intact).
+    Its files are flushed to disk first. With ``force`` an existing ``target`` is replaced
+    in one step where the system can swap two paths (Linux ``renameat2``), so there is no
+    moment without one of the two; elsewhere the old folder is moved aside, the new one
+    renamed in, and the old one put back if that fails or Ctrl-C comes in between.
     """
     target = os.path.abspath(os.fspath(target))
     if os.path.exists(target) and not force:
-        raise FileExistsError(target)
+        raise FileExistsError(errno.EEXIST, "exists; pass --force to overwrite it", target)
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", parent)
     temporary = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=parent)
     register(temporary)
-    old = None
     try:
         yield temporary
         os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp made it owner-only
+        _sync_tree(temporary)
         if not os.path.exists(target):
             os.replace(temporary, target)
-        else:
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=".old", dir=parent)
-            previous = os.path.join(old, "previous")
-            os.replace(target, previous)
-            try:
-                os.replace(temporary, target)
-            except BaseException:
-                os.replace(previous, target)
-                raise
+        elif not _exchange(temporary, target):  # swapped: `temporary` now holds the old output
+            _replace_by_moving_aside(temporary, target, parent)
+        _sync_folder(parent)
     finally:
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
         unregister(temporary)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_by_moving_aside(new: str, target: str, parent: str) -> None:
+    old = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=".old", dir=parent)
+    previous = os.path.join(old, "previous")
+    register(old)  # Ctrl-C: the previous output is put back first, then this (empty) folder removed
+    register_restore(previous, target)
+    os.replace(target, previous)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if os.path.exists(previous) and not os.path.exists(target):
+            os.replace(previous, target)  # if this fails too, the old output stays in `old`, named by the error
+        unregister_restore(previous)
+        with contextlib.suppress(OSError):
+            os.rmdir(old)
+        unregister(old)
+        raise
+    unregister_restore(previous)
+    shutil.rmtree(old, ignore_errors=True)
+    unregister(old)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    try:
+        import ctypes
+
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # no such call, or not on this file system
+        return False
+    raise OSError(code, os.strerror(code), b)
+
+
+def _sync_tree(folder: str) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (a crash after the rename must not
+    leave empty files where the previous output was)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        _sync_folder(root)
+
+
+def _sync_folder(folder: str) -> None:
+    with contextlib.suppress(OSError):
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from .._version import __version__
 from ..capture import Table
+from ..errors import CaptureError
 from ..reduction import Reduced
 from .atomic import atomic_path
 
@@ -109,8 +111,24 @@ def is_reduced_h5(path: str) -> bool:
 
 
 def load_reduced(path: str | os.PathLike[str]) -> Reduced:
-    """Read back what :func:`save_reduced` wrote (HDF5 or .npz; plain h5py / numpy files of that layout)."""
+    """Read back what :func:`save_reduced` wrote (HDF5 or .npz; plain h5py / numpy files of that layout).
+
+    A file that is damaged or not of that layout is a CaptureError naming it, not a KeyError
+    or a zipfile error from deep inside.
+    """
     path = os.fspath(path)
+    try:
+        return _load_reduced(path)
+    except FileNotFoundError:
+        raise
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        if isinstance(exc, CaptureError):
+            raise
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+        raise CaptureError(f"not a reduce output halo_fast can read ({what})", path, None) from None
+
+
+def _load_reduced(path: str) -> Reduced:
     if path.lower().endswith(".npz"):
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}

@@ -297,8 +297,3 @@ def gzip_file(source, target, level: int = 6) -> str:
         while chunk := f.read(1 << 20):
             g.write(chunk)
     return os.fspath(target)
-
-
-def synth_values(**kwargs) -> list[np.ndarray | None]:
-    synth = _synth(kwargs)
-    return [synth.attention(s).ravel() if synth.has_attention(s) else None for s in range(synth.tokens)]
