@@ -107,7 +107,7 @@ def reduce(
     import numpy as np
 
     from .capture import Capture
-    from .reduction import finish, make_plan, reduce_capture, select_tokens
+    from .reduction import reduce_capture, reduce_tokens
 
     if isinstance(source, Capture):
         return reduce_capture(source, op, over, layers, heads, every, tokens)
@@ -116,11 +116,20 @@ def reduce(
         if not len(with_attention):
             raise CaptureError("no generated token has attention to reduce", capture.path, None)
         n_layers, n_heads = (int(d) for d in capture.shapes[with_attention[0], :2])
-        plan = make_plan(op, over, layers, heads, n_layers, n_heads)
-        ids = select_tokens(capture.token_table["step"], capture.has_attention, every, tokens)
-        data = capture.reduce(ids, plan)
-        result = finish(
-            data, ids, capture.token_table, capture.prompt_table, capture.metadata, plan, every, tokens, capture.path
+        result = reduce_tokens(
+            capture.reduce,
+            capture.token_table,
+            capture.prompt_table,
+            capture.metadata,
+            capture.path,
+            n_layers,
+            n_heads,
+            op,
+            over,
+            layers,
+            heads,
+            every,
+            tokens,
         )
         if capture.recovery is not None:
             result.extra["recovery"] = capture.recovery

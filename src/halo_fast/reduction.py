@@ -281,7 +281,44 @@ def reduce_capture(
     tokens: TokenRange = None,
 ) -> Reduced:
     """The same reduction on a decoded Capture (used by ``Capture.reduce``)."""
-    plan = make_plan(op, over, layers, heads, cap.n_layers, cap.n_heads)
-    ids = select_tokens(cap.tokens["step"], cap.tokens["has_attention"], every, tokens)
-    data = fold_tokens(plan, ids, cap.shapes, lambda i: cap.values[cap.offsets[i] : cap.offsets[i + 1]])
-    return finish(data, ids, cap.tokens, cap.prompt_tokens, cap.metadata, plan, every, tokens, cap.path)
+
+    def fold(ids: np.ndarray, plan: ReducePlan) -> np.ndarray:
+        return fold_tokens(plan, ids, cap.shapes, lambda i: cap.values[cap.offsets[i] : cap.offsets[i + 1]])
+
+    return reduce_tokens(
+        fold,
+        cap.tokens,
+        cap.prompt_tokens,
+        cap.metadata,
+        cap.path,
+        cap.n_layers,
+        cap.n_heads,
+        op,
+        over,
+        layers,
+        heads,
+        every,
+        tokens,
+    )
+
+
+def reduce_tokens(
+    fold: Callable[[np.ndarray, ReducePlan], np.ndarray],
+    token_table: Table,
+    prompt: Table,
+    metadata: dict,
+    source: str | None,
+    n_layers: int,
+    n_heads: int,
+    op: str,
+    over: Axes,
+    layers: Selection,
+    heads: Selection,
+    every: int,
+    tokens: TokenRange,
+) -> Reduced:
+    """The one reduction every route shares -- a file's source, a decoded capture, a lazy HDF5 one:
+    the plan, the step selection, ``fold(ids, plan)`` (``[len(ids), groups, C]``) and the Reduced."""
+    plan = make_plan(op, over, layers, heads, n_layers, n_heads)
+    ids = select_tokens(np.asarray(token_table["step"]), np.asarray(token_table["has_attention"]), every, tokens)
+    return finish(fold(ids, plan), ids, token_table, prompt, metadata, plan, every, tokens, source)

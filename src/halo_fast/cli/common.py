@@ -78,7 +78,12 @@ def source_options(p: argparse.ArgumentParser, name: str = "source", help: str |
         action="store_true",
         help="gaps or missing files in a capture directory or JSON lines are errors, not warnings",
     )
-    group.add_argument(
+    progress_option(group)
+
+
+def progress_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--progress / --no-progress; left None here, main makes it "is stderr a terminal"."""
+    p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,

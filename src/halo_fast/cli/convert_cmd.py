@@ -19,6 +19,7 @@ from .common import (
     output_options,
     source_kwargs,
     source_options,
+    usage_errors,
 )
 
 FORMATS = ("h5", "dir-bin", "dir-json")
@@ -88,14 +89,10 @@ def run(args) -> Output:
         raise UsageError(f"the output {output} is the input")
     check_output(output, args.force)
     started = time.perf_counter()
-    try:
+    with usage_errors():  # a plain ValueError from the library is a bad option
         with open_capture(args.capture, **source_kwargs(args)) as source:
             summary = _convert(source, output, fmt, args)
             recovery = source.recovery
-    except ValueError as exc:
-        if type(exc) is not ValueError:
-            raise
-        raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - started
     summary.update(
         {

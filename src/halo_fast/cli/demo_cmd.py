@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 
-from .common import Output, json_option
+from .common import Output, json_option, progress_option
 
 
 def add_parser(subparsers) -> None:
@@ -23,12 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--heads", type=int, default=8, help="heads per layer (default 8)")
     p.add_argument("--prompt", type=int, default=120, help="prompt tokens (default 120)")
     p.add_argument("--tokens", type=int, default=48, help="generated tokens (default 48)")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bars on stderr (default: only when stderr is a terminal)",
-    )
+    progress_option(p)
     json_option(p)
     p.set_defaults(run=run)
 

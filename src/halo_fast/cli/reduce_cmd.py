@@ -12,7 +12,6 @@ from ..formats.detect import capture_bytes
 from ..store import output_beside
 from .common import (
     Output,
-    UsageError,
     check_output,
     json_option,
     output_options,
@@ -20,6 +19,7 @@ from .common import (
     selection_options,
     source_kwargs,
     source_options,
+    usage_errors,
 )
 
 
@@ -79,7 +79,7 @@ def run(args) -> Output:
     check_output(output, args.force)
     over = parse_over(args.over)
     started = time.perf_counter()
-    try:
+    with usage_errors():  # a plain ValueError from the library is a bad option
         reduced = reduce(
             args.capture,
             op=args.op,
@@ -90,10 +90,6 @@ def run(args) -> Output:
             tokens=args.tokens,
             **source_kwargs(args),
         )
-    except ValueError as exc:
-        if type(exc) is not ValueError:
-            raise
-        raise UsageError(str(exc)) from None
     save_reduced(reduced, output, fmt, force=args.force)
     seconds = time.perf_counter() - started
     size = capture_bytes(args.capture)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import time
 
 from ..formats.detect import capture_bytes
-from .common import Output, UsageError, check_output, json_option
+from .common import Output, UsageError, check_output, json_option, progress_option
 
 _UNITS = {
     "": 1,
@@ -77,12 +76,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="formatting processes (default: one per CPU for large files)"
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="a progress bar on stderr (default: only when stderr is a terminal)",
-    )
+    progress_option(p)
     json_option(p)
     p.set_defaults(run=run)
 

@@ -245,12 +245,23 @@ class LazyCapture(Capture):
         return self._source.token_values(j).reshape(tuple(int(d) for d in self.shapes[j]))
 
     def reduce(self, op="mean", over=("layers", "heads"), layers=None, heads=None, every=1, tokens=None):
-        from ..reduction import finish, make_plan, select_tokens
+        from ..reduction import reduce_tokens
 
-        plan = make_plan(op, over, layers, heads, self.n_layers, self.n_heads)
-        ids = select_tokens(self.tokens["step"], self.tokens["has_attention"], every, tokens)
-        data = self._source.reduce(ids, plan)
-        return finish(data, ids, self.tokens, self.prompt_tokens, self.metadata, plan, every, tokens, self.path)
+        return reduce_tokens(
+            self._source.reduce,
+            self.tokens,
+            self.prompt_tokens,
+            self.metadata,
+            self.path,
+            self.n_layers,
+            self.n_heads,
+            op,
+            over,
+            layers,
+            heads,
+            every,
+            tokens,
+        )
 
     def close(self) -> None:
         self._source.__exit__(None, None, None)

@@ -31,15 +31,21 @@ def output_beside(source: str | os.PathLike[str], suffix: str) -> str:
     return stem + suffix
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], force: bool = False) -> Iterator[str]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
+def _checked(target: str | os.PathLike[str], force: bool) -> tuple[str, str]:
+    """(absolute target, its folder), once the folder exists and an existing target may be replaced."""
     target = os.path.abspath(os.fspath(target))
     if os.path.exists(target) and not force:
         raise FileExistsError(errno.EEXIST, "exists; pass --force to overwrite it", target)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", folder)
+    return target, folder
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], force: bool = False) -> Iterator[str]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
+    target, folder = _checked(target, force)
     handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
     os.close(handle)
     register(temporary)
@@ -70,12 +76,7 @@ def atomic_directory(target: str | os.PathLike[str], force: bool = False) -> Ite
     moment without one of the two; elsewhere the old folder is moved aside, the new one
     renamed in, and the old one put back if that fails or Ctrl-C comes in between.
     """
-    target = os.path.abspath(os.fspath(target))
-    if os.path.exists(target) and not force:
-        raise FileExistsError(errno.EEXIST, "exists; pass --force to overwrite it", target)
-    parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", parent)
+    target, parent = _checked(target, force)
     temporary = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=parent)
     register(temporary)
     try:
