@@ -173,3 +173,55 @@ def test_bad_number_in_selected_row_names_step(tmp_path):
         halo_fast.reduce(str(path))
     assert info.value.step == 1
     assert abs(info.value.offset - (cut + 3)) <= 2
+
+
+def js_mean_reference(tensor, rows):
+    """Halo Weave's front end (``_aggregateAttention``), transcribed: a Float32Array sum of the
+    rows in order, then each sum times the double 1 / rows, stored back into float32."""
+    flat = [tensor[layer, head] for layer, head in rows]
+    out = np.zeros(tensor.shape[2], dtype=np.float32)
+    for row in flat:
+        for i in range(len(out)):
+            out[i] = np.float32(float(out[i]) + float(row[i]))
+    scale = 1.0 / len(flat)
+    return np.array([np.float32(float(x) * scale) for x in out], dtype=np.float32)
+
+
+@st.composite
+def signed_zero_tensors(draw):
+    """Random tensors where some columns are all -0.0, some mix -0.0 and 0.0: numpy's sum
+    starts from +0.0 as the front end's zeroed Float32Array does, so neither keeps a -0.0."""
+    tensors = draw(random_tensors())
+    for t in tensors:
+        if t.shape[2]:
+            t[:, :, 0] = -0.0
+            t[:, :, -1] = np.where(np.arange(t.shape[1]) % 2 == 0, -0.0, 0.0)
+    return tensors
+
+
+@given(tensors=st.one_of(random_tensors(), signed_zero_tensors()), over=st.sampled_from(OVERS), data=st.data())
+def test_halo_weave_means_are_bit_exact(scratch, tensors, over, data):
+    """mean_f32 is numpy's float32 mean and mean_js the front end's, bit for bit, on every route."""
+    n_layers, n_heads = tensors[0].shape[:2]
+    layers = sorted(data.draw(st.sets(st.integers(0, n_layers - 1), min_size=1)))
+    heads = sorted(data.draw(st.sets(st.integers(0, n_heads - 1), min_size=1)))
+    path = scratch(capture_doc(tensors), style="python")
+    for op in ("mean_f32", "mean_js"):
+        red = halo_fast.reduce(path, op=op, over=over, layers=layers, heads=heads)
+        again = halo_fast.load(path).reduce(op=op, over=over, layers=layers, heads=heads)
+        np.testing.assert_array_equal(again.data, red.data)
+        for t, tensor in enumerate(tensors):
+            # C order, as Halo Weave's reshape gives it: numpy's float32 mean follows the memory order
+            picked = np.ascontiguousarray(tensor[np.asarray(layers)][:, np.asarray(heads)])
+            got = red.data[t][..., : tensor.shape[2]]
+            if op == "mean_f32":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    want = np.mean(picked, axis=AXIS[over])
+            elif over == ("layers", "heads"):
+                want = js_mean_reference(picked, [(a, b) for a in range(len(layers)) for b in range(len(heads))])
+            else:
+                continue  # the front end only ever averages over both
+            assert want.dtype == np.float32
+            np.testing.assert_array_equal(got, want, err_msg=f"{op} token {t}")  # NaN == NaN here
+            assert np.array_equal(np.signbit(got), np.signbit(want))

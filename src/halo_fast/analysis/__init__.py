@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = ("probabilities", "logits")
+#: The reductions whose rows are means (of probabilities: sum to ~1 over their context).
+MEAN_OPS = ("mean", "nanmean", "mean_f32", "mean_js")
 REDUCE_OPTIONS = ("op", "layers", "heads", "every", "tokens")
 #: How far a reduced row's sum over its context may be from its expected value (``check``'s tolerance).
 ROW_SUM_TOLERANCE = 1e-2
@@ -62,6 +64,7 @@ def open_reduced(
     strict=False,
     progress=False,
     check=True,
+    prefer_op=None,
 ):
     """A :class:`~halo_fast.reduction.Reduced` from a capture (path or loaded ``Capture``), a reduce
     output (.h5/.npz) or a Reduced.
@@ -73,8 +76,11 @@ def open_reduced(
     ``recover``, ``strict`` and ``progress`` are how a capture is read (``halo_fast.reduce``'s).
     With ``check`` (default) each of :func:`data_problems` is a :class:`DataWarning`: every
     analysis passes through here, so none answers silently from rows that are not
-    probabilities or from repeated steps.
+    probabilities or from repeated steps. ``prefer_op``: the op a capture is reduced with when ``op``
+    is left at "mean" (Halo Weave's rules ask for its own float32 means this way).
     """
+    if prefer_op is not None and op == "mean":
+        op = prefer_op
     red = _open(source, op, layers, heads, every, tokens, over, recover, strict, progress)
     if check:
         for problem in data_problems(red):
@@ -92,13 +98,14 @@ def _open(source, op, layers, heads, every, tokens, over, recover, strict, progr
     if isinstance(source, Capture):
         return source.reduce(**options)
     if isinstance(source, Reduced):
-        _refuse_reduce_options("this result", op, over, layers, heads)
+        _refuse_reduce_options("this result", op, over, layers, heads, source.op)
         return _subset_rows(source, every, tokens)
     path = os.fspath(source)
     lower = path.lower()
     if lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(path)):
-        _refuse_reduce_options(path, op, over, layers, heads)
-        return _subset_rows(load_reduced(path), every, tokens)
+        red = load_reduced(path)
+        _refuse_reduce_options(path, op, over, layers, heads, red.op)
+        return _subset_rows(red, every, tokens)
     return reduce(path, recover=recover, strict=strict, progress=progress, **options)
 
 
@@ -114,7 +121,7 @@ class DataWarning(UserWarning):
 def expected_row_sum(red) -> float | None:
     """What each reduced row sums to over its context when the capture holds probabilities:
     1 for a mean, the number of rows folded together for a sum, None (unknown) for max / min."""
-    if red.op in ("mean", "nanmean"):
+    if red.op in MEAN_OPS:
         return 1.0
     if red.op == "sum":
         over = tuple(red.over)
@@ -183,9 +190,9 @@ def _rows_off(data: np.ndarray, ctx: np.ndarray, expected: float) -> tuple[int, 
     return off, judged, low, high
 
 
-def _refuse_reduce_options(what: str, op, over, layers, heads) -> None:
+def _refuse_reduce_options(what: str, op, over, layers, heads, made_with: str) -> None:
     over = (over,) if isinstance(over, str) else tuple(over)
-    if op != "mean" or layers is not None or heads is not None or sorted(over) != ["heads", "layers"]:
+    if op not in ("mean", made_with) or layers is not None or heads is not None or sorted(over) != ["heads", "layers"]:
         raise ValueError(
             f"{what} is already reduced: --op, --layers, --heads (and a per-layer view) apply to captures only"
         )

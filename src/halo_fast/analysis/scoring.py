@@ -1,6 +1,10 @@
-"""Halo Weave's scoring rules, replayed offline on the reduced attention (docs/analysis.md, "Scoring rules").
+"""Scoring rules replayed offline on the reduced attention (docs/analysis.md, "Scoring rules").
 
-All rules see probabilities (a logit capture is softmaxed per row first) and score the
+Two families share :func:`score`: Halo Weave's own rules, exactly (``hw_frontend``,
+``hw_voting``, ... in :mod:`.hw_rules`), and halo_fast's generalisations of them below
+(``magnitude``, ``voting``, ``cumulative``), whose parameters reach every variant.
+
+halo_fast's own rules see probabilities (a logit capture is softmaxed per row first) and score the
 positions ``0..N-1`` (default: every column; ``prompt_only``: the prompt). A position is
 scored from the first step it is in the context; before that its score is NaN.
 
@@ -22,13 +26,15 @@ scored from the first step it is in the context; before that its score is NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import matrix, open_reduced, prompt_length, to_probabilities, value_kind
+from .hw_rules import HW_DEFAULTS, HW_RULES
 
-RULES = ("magnitude", "voting", "cumulative")
+OWN_RULES = ("magnitude", "voting", "cumulative")
+RULES = HW_RULES + OWN_RULES
 DEFAULTS = {
     "magnitude": {"start": 10000.0, "cap": 10000.0, "exclude_bos": True},
     "voting": {"min_distance": 50},
@@ -45,12 +51,16 @@ DEFAULTS = {
 
 @dataclass
 class Scores:
+    """A rule's scores: ``final`` and ``peak`` (NaN: not scored) of each of ``positions``."""
+
     rule: str
     params: dict
     final: np.ndarray  # [N]
     peak: np.ndarray  # [N]
     trajectory: np.ndarray | None  # [T, N] or None
     steps: np.ndarray
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [N] context positions
+    prune_order: list | None = None  # hw_frontend: [turn_id, sentence_id] as pruneToFit deletes them
 
     def __repr__(self) -> str:
         """One line: the dataclass default prints every array, which floods a notebook."""
@@ -61,7 +71,15 @@ class Scores:
         def clean(a):
             return [None if not np.isfinite(v) else float(v) for v in a]
 
-        out = {"rule": self.rule, "params": self.params, "final": clean(self.final), "peak": clean(self.peak)}
+        out = {
+            "rule": self.rule,
+            "params": self.params,
+            "positions": [int(p) for p in self.positions],
+            "final": clean(self.final),
+            "peak": clean(self.peak),
+        }
+        if self.prune_order is not None:
+            out["prune_order"] = self.prune_order
         if self.trajectory is not None:
             out["trajectory"] = [clean(row) for row in self.trajectory]
         return out
@@ -90,8 +108,8 @@ def score_matrix(data, ctx, rule: str, n_pos: int | None = None, trajectory: boo
     """(final, peak, trajectory or None, params used) of ``rule`` on a probability matrix."""
     from . import kernels
 
-    if rule not in RULES:
-        raise ValueError(f"unknown scoring rule {rule!r}; choose from {', '.join(RULES)}")
+    if rule not in OWN_RULES:
+        raise ValueError(f"unknown scoring rule {rule!r}; choose from {', '.join(OWN_RULES)}")
     unknown = set(params) - set(DEFAULTS[rule])
     if unknown:
         raise ValueError(f"{rule} takes {', '.join(DEFAULTS[rule])}, not {', '.join(sorted(unknown))}")
@@ -145,13 +163,53 @@ def probability_matrix(red, kind=None):
 def score(
     source, rule: str, *, prompt_only=False, trajectory=False, kind=None, reduce_options=None, **params
 ) -> Scores:
-    """Replay ``rule`` (magnitude, voting, cumulative) over the capture; parameters as in :data:`DEFAULTS`."""
+    """Replay ``rule`` over the capture (any format, or a reduce output); parameters as in :data:`DEFAULTS`
+    and ``hw_rules.HW_DEFAULTS``.
+
+    A Halo Weave rule reduces a capture with its own aggregation and sees the values as recorded
+    (``kind`` and ``prompt_only`` are halo_fast's rules' options); on a reduce output made another way
+    it warns (:class:`~halo_fast.analysis.DataWarning`) that a score may differ.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown scoring rule {rule!r}; choose from {', '.join(RULES)}")
+    if rule in HW_RULES:
+        return _hw_score(source, rule, trajectory, reduce_options, params)
     red = open_reduced(source, **(reduce_options or {}))
     data, ctx = probability_matrix(red, kind)
     final, peak, traj, used = score_matrix(
         data, ctx, rule, prompt_length(red) if prompt_only else None, trajectory, **params
     )
-    return Scores(rule, used, final, peak, traj, np.asarray(red.steps))
+    return Scores(rule, used, final, peak, traj, np.asarray(red.steps), np.arange(len(final), dtype=np.int64))
+
+
+def _hw_score(source, rule, trajectory, reduce_options, params) -> Scores:
+    from .conversation import context_tokens
+    from .hw_rules import AGGREGATION, hw_scores, warn_if_inexact
+
+    red = open_reduced(source, prefer_op=AGGREGATION[rule], **(reduce_options or {}))
+    warn_if_inexact(red, rule)
+    data, ctx = matrix(red)
+    tokens = context_tokens(red) if rule == "hw_frontend" else None
+    result = hw_scores(data, ctx, rule, len(red.prompt), tokens, trajectory, **params)
+    return Scores(
+        rule,
+        result.params,
+        result.final,
+        result.peak,
+        result.trajectory,
+        np.asarray(red.steps),
+        result.positions,
+        result.prune_order,
+    )
+
+
+def rule_defaults(rule: str) -> dict:
+    """The parameters ``rule`` takes, with their defaults."""
+    if rule in HW_RULES:
+        return dict(HW_DEFAULTS[rule])
+    if rule in DEFAULTS:
+        return dict(DEFAULTS[rule])
+    raise ValueError(f"unknown scoring rule {rule!r}; choose from {', '.join(RULES)}")
 
 
 def magnitude_voting(source, **kwargs) -> Scores:

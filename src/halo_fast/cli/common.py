@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import CaptureError
 
-OPS = ("mean", "max", "min", "sum", "nanmean")
+OPS = ("mean", "max", "min", "sum", "nanmean", "mean_f32", "mean_js")
 AXES_CHOICES = ("layers,heads", "layers", "heads")
 
 
@@ -95,7 +95,11 @@ def selection_options(p: argparse.ArgumentParser, over: bool = False) -> None:
     """How to reduce: --op, (--over), --layers, --heads, --every, --tokens."""
     group = p.add_argument_group("reduction over layers and heads")
     group.add_argument(
-        "--op", default="mean", choices=OPS, help="how rows fold together (default: mean; sums in float64)"
+        "--op",
+        default="mean",
+        choices=OPS,
+        help="how rows fold together (default: mean; sums in float64; mean_f32 / mean_js: "
+        "Halo Weave's float32 means, of its offline strategies / of its front end)",
     )
     if over:
         group.add_argument(

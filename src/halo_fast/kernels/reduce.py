@@ -7,6 +7,15 @@ whose numbers are stepped over without being parsed. Sums accumulate in float64
 in per-thread scratch rows allocated once by the caller; max and min follow
 numpy (NaN propagates).
 
+Two means reproduce Halo Weave's own aggregation bit for bit, for its rules
+(``analysis.hw_rules``): both add the rows one after the other in float32, as
+its code does; ``mean_f32`` then divides in float32 (numpy's
+``np.mean(tensor, axis=(0, 1))`` on a float32 tensor, the offline strategies) and
+``mean_js`` multiplies by the double ``1 / rows`` and rounds to float32 (the front
+end's ``_aggregateAttention``, a Float32Array). The float32 sums are kept exactly
+in the float64 scratch: a sum of two float32 values rounded once to float32 is
+float32 addition.
+
 Every loop is bounded by the arrays it indexes: rows, groups and columns beyond
 an array's extent are never touched (reduce_array and reduce_arrays report such
 calls as ARRAY_OUT_OF_BOUNDS), whatever the arguments.
@@ -31,8 +40,16 @@ from .arrays import (
 from .floats import HARD, OK, TRUNCATED, byte_view, parse_number
 from .jit import kernel
 
-OP_SUM, OP_MEAN, OP_MAX, OP_MIN, OP_NANMEAN = 0, 1, 2, 3, 4
-OPS = {"sum": OP_SUM, "mean": OP_MEAN, "max": OP_MAX, "min": OP_MIN, "nanmean": OP_NANMEAN}
+OP_SUM, OP_MEAN, OP_MAX, OP_MIN, OP_NANMEAN, OP_MEAN_F32, OP_MEAN_JS = 0, 1, 2, 3, 4, 5, 6
+OPS = {
+    "sum": OP_SUM,
+    "mean": OP_MEAN,
+    "max": OP_MAX,
+    "min": OP_MIN,
+    "nanmean": OP_NANMEAN,
+    "mean_f32": OP_MEAN_F32,
+    "mean_js": OP_MEAN_JS,
+}
 
 # Status codes are shared with kernels.arrays (and its MESSAGES), plus one:
 ARRAY_HAS_HARD = 7  # a number the fast parser declines: the caller decodes this token in full
@@ -48,6 +65,8 @@ def _fold(a, x, op, first):
         return x if first or not (a <= x or a != a) else a
     if op == OP_NANMEAN and x != x:
         return a
+    if op >= OP_MEAN_F32:  # from +0.0, as numpy's float add.reduce and a zeroed Float32Array do
+        return np.float64(np.float32(a + np.float64(np.float32(x))))
     return a + x
 
 
@@ -70,8 +89,10 @@ def finish_groups(acc, counts, n_groups, ctx, op, group_size, out):
     for g in range(n_groups):
         for c in range(ctx):
             a = acc[g, c]
-            if op == OP_MEAN:
+            if op == OP_MEAN or op == OP_MEAN_F32:
                 a = a / group_size[g]
+            elif op == OP_MEAN_JS:
+                a = a * (1.0 / group_size[g])
             elif op == OP_NANMEAN:
                 a = a / counts[g, c] if counts[g, c] > 0 else np.nan
             out[g, c] = np.float32(a)

@@ -1,0 +1,209 @@
+"""The context as Halo Weave's front end holds it: who each position is, and ``pruneToFit``.
+
+The front end (js/conversation.js at RecursiveRabbit/halo_weave
+49e142cce18f6456bc21b1288a32fa88374c02bc) keeps the system prompt apart
+(``systemPromptTokens``: attention indices ``0..sysLen-1``, never scored, never
+pruned) and every other token in one list with its turn, role and sentence. In a
+capture the system prompt is the run of leading system-role prompt tokens; the rest
+of the prompt are conversation tokens; the generated tokens (and any context
+position the prompt table does not hold, such as an assistant prefix it missed)
+belong to the turn being generated, with sentence ids from the front end's own
+boundary rule (``_updateSentenceBoundary``), replayed here on their texts.
+
+``prune_order`` replays ``pruneToFit`` after the capture's last step, pruning as far
+as it goes: the order in which it deletes sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The front end's ``minChunkTokens``: a sentence (chunk) ends at a boundary only once it holds this many tokens.
+MIN_CHUNK_TOKENS = 64
+#: The front end keeps the last 10 UTF-16 code units of text to look for boundaries in.
+RECENT_UNITS = 10
+
+
+@dataclass
+class ContextTokens:
+    """Every context position ``0..n-1`` with the front end's view of it."""
+
+    turn: np.ndarray  # int64 [n]
+    sentence: np.ndarray  # int64 [n]
+    role: list[str]
+    text: list[str]
+    in_prompt: np.ndarray  # bool [n]: a row of the capture's prompt table
+    n_system: int  # leading system-role positions: the front end's system prompt
+    current_turn: int  # the turn being generated
+
+    def __len__(self) -> int:
+        return len(self.turn)
+
+    def __repr__(self) -> str:
+        return (
+            f"ContextTokens({len(self)} positions, {self.n_system} system, {int(self.in_prompt.sum())} in the prompt, "
+            f"generating turn {self.current_turn})"
+        )
+
+
+class BoundaryReplay:
+    """``_updateSentenceBoundary``, fed one token text at a time (its state is reset at each turn)."""
+
+    def __init__(self, sentence: int = 0):
+        self.sentence = sentence
+        self.chunk_tokens = 0
+        self.recent = ""
+        self.in_code = False
+
+    def feed(self, text: str) -> None:
+        self.chunk_tokens += 1
+        self.recent = _last_units(self.recent + text, RECENT_UNITS)
+        boundary = "\n\n" in self.recent
+        if "\n```" in self.recent:
+            boundary = True
+            self.in_code = not self.in_code
+        if not self.in_code and "\n}" in self.recent:
+            boundary = True
+        if boundary and self.chunk_tokens >= MIN_CHUNK_TOKENS:
+            self.sentence += 1
+            self.chunk_tokens = 0
+            self.recent = ""
+
+
+def _last_units(text: str, n: int) -> str:
+    """The last ``n`` UTF-16 code units of ``text`` (JavaScript's ``slice(-n)``; may split a surrogate pair)."""
+    units = text.encode("utf-16-le", "surrogatepass")
+    if len(units) <= 2 * n:
+        return text
+    return units[-2 * n :].decode("utf-16-le", "surrogatepass")
+
+
+def context_tokens(red) -> ContextTokens:
+    """The front end's view of every position of ``red``'s context (see the module docstring)."""
+    prompt = red.prompt
+    n_prompt = len(prompt)
+    width = int(np.asarray(red.data).shape[-1])
+    positions = np.asarray(getattr(red, "positions", np.zeros(0)), dtype=np.int64)
+    n = max(width, n_prompt, int(positions.max()) + 1 if len(positions) else 0)
+    turns = _column(prompt, "turn_id", n_prompt, 0)
+    sentences = _column(prompt, "sentence_id", n_prompt, 0)
+    roles = [_text(r) for r in (prompt["message_role"] if "message_role" in prompt else [""] * n_prompt)]
+    texts = [_text(t) for t in (prompt["text"] if "text" in prompt else [""] * n_prompt)]
+    n_system = 0
+    while n_system < n_prompt and roles[n_system] == "system":
+        n_system += 1
+    if n_prompt:
+        current = int(turns[-1]) if roles[-1] == "assistant" else int(turns[-1]) + 1
+    else:
+        current = 0
+    generated_text = {int(p): _text(t) for p, t in zip(positions.tolist(), list(getattr(red, "texts", [])))}
+    replay = BoundaryReplay()
+    for k in range(n_prompt):  # the turn being generated may have begun in the prompt (an assistant prefix)
+        if int(turns[k]) == current:
+            replay.sentence = int(sentences[k])
+            replay.feed(texts[k])
+    turn = np.full(n, current, dtype=np.int64)
+    sentence = np.zeros(n, dtype=np.int64)
+    turn[:n_prompt] = turns
+    sentence[:n_prompt] = sentences
+    all_roles = roles + ["assistant"] * (n - n_prompt)
+    all_texts = texts + [""] * (n - n_prompt)
+    for p in range(n_prompt, n):
+        sentence[p] = replay.sentence  # addStreamingToken: the sentence id first, then the boundary check
+        all_texts[p] = generated_text.get(p, "")
+        replay.feed(all_texts[p])
+    in_prompt = np.zeros(n, dtype=bool)
+    in_prompt[:n_prompt] = True
+    return ContextTokens(turn, sentence, all_roles, all_texts, in_prompt, n_system, current)
+
+
+def _column(table, name: str, n: int, default: int) -> np.ndarray:
+    if name not in table:
+        return np.full(n, default, dtype=np.int64)
+    return np.array([default if v is None else int(v) for v in table[name]], dtype=np.int64)
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass
+class _Sentence:
+    turn: int
+    sentence: int
+    role: str
+    peak: float
+    positions: list[int]
+    live: bool = True
+
+
+def front_end_sentences(tokens: ContextTokens, brightness: np.ndarray) -> list[_Sentence]:
+    """``getSentences`` over the conversation tokens (the system prompt is not among them): one per
+    (turn, sentence, role) in order of first token, with the peak brightness of its tokens."""
+    found: dict[tuple[int, int, str], _Sentence] = {}
+    for p in range(tokens.n_system, len(tokens)):
+        key = (int(tokens.turn[p]), int(tokens.sentence[p]), tokens.role[p])
+        s = found.get(key)
+        if s is None:
+            s = found[key] = _Sentence(key[0], key[1], key[2], -np.inf, [])
+        s.positions.append(p)
+        b = float(brightness[p]) if p < len(brightness) else np.nan
+        if b > s.peak:
+            s.peak = b
+    return list(found.values())
+
+
+def prune_order(tokens: ContextTokens, brightness: np.ndarray) -> list[list[int]]:
+    """``[turn_id, sentence_id]`` of each sentence ``pruneToFit`` deletes, in order, when it prunes as far
+    as it goes after the last step: the current turn, the system prompt and anchor-protected sentences
+    are skipped, a solo anchor goes with its solo pair, at least one prunable sentence is kept, and the
+    lowest peak brightness goes first (the earliest on ties)."""
+    sentences = front_end_sentences(tokens, brightness)
+    by_key = {(s.turn, s.sentence, s.role): s for s in sentences}
+    live_in_turn: dict[tuple[int, str], int] = {}
+    for s in sentences:
+        live_in_turn[(s.turn, s.role)] = live_in_turn.get((s.turn, s.role), 0) + 1
+    order: list[list[int]] = []
+
+    def paired(s):
+        if s.role == "user":
+            p = by_key.get((s.turn + 1, 0, "assistant"))
+        elif s.role == "assistant":
+            p = by_key.get((s.turn - 1, 0, "user"))
+        else:
+            return None
+        return p if p is not None and p.live else None
+
+    def anchor_protected(s) -> bool:
+        if s.sentence != 0:
+            return False
+        if live_in_turn[(s.turn, s.role)] > 1:
+            return True
+        if s.role not in ("user", "assistant"):
+            return False
+        p = paired(s)
+        return p is not None and live_in_turn[(p.turn, p.role)] > 1
+
+    def delete(s) -> None:
+        s.live = False
+        live_in_turn[(s.turn, s.role)] -= 1
+        order.append([s.turn, s.sentence])
+
+    while True:
+        lowest, count = None, 0
+        for s in sentences:
+            if not s.live or s.turn == tokens.current_turn or (s.turn == 0 and s.role == "system"):
+                continue
+            if anchor_protected(s):
+                continue
+            count += 1
+            if lowest is None or s.peak < lowest.peak:
+                lowest = s
+        if count <= 1 or lowest is None:
+            return order
+        pair = paired(lowest) if lowest.sentence == 0 else None
+        delete(lowest)
+        if pair is not None:
+            delete(pair)
