@@ -222,3 +222,28 @@ def rolling_voting(source, **kwargs) -> Scores:
 
 def cumulative_score(source, **kwargs) -> Scores:
     return score(source, "cumulative", **kwargs)
+
+
+def ranked(scores: Scores, tokens) -> dict:
+    """Sentences and tokens ranked by final score, highest first (ties in context order): a sentence's
+    score is the highest final score of its scored tokens, as Halo Weave's ``_group_tokens_by_sentence``
+    ranks them; ``tokens`` is the capture's :class:`~.conversation.ContextTokens`."""
+    rows: dict[tuple[int, int], dict] = {}
+    token_rows = []
+    for p, f, k in zip(scores.positions.tolist(), scores.final.tolist(), scores.peak.tolist()):
+        if not np.isfinite(f) or p >= len(tokens):
+            continue
+        key = (int(tokens.turn[p]), int(tokens.sentence[p]))
+        token_rows.append(
+            {"position": p, "sentence": f"{key[0]}:{key[1]}", "final": f, "peak": k, "text": tokens.text[p]}
+        )
+        row = rows.setdefault(
+            key,
+            {"turn_id": key[0], "sentence_id": key[1], "role": tokens.role[p], "score": f, "n_tokens": 0, "text": ""},
+        )
+        row["score"] = max(row["score"], f)
+        row["n_tokens"] += 1
+        row["text"] += tokens.text[p]
+    sentences = sorted(rows.values(), key=lambda r: -r["score"])
+    token_rows.sort(key=lambda r: -r["final"])
+    return {"sentences": sentences, "tokens": token_rows}

@@ -167,13 +167,14 @@ def reduce_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def open_for_analysis(args: argparse.Namespace) -> tuple[Any, tuple[str, dict | None]]:
+def open_for_analysis(args: argparse.Namespace, prefer_op: str | None = None) -> tuple[Any, tuple[str, dict | None]]:
     """The reduced matrix an analysis works on, read once here with the command's source and selection
-    groups, and its recovery record (``Output.recovery``: main warns when the capture was cut short)."""
+    groups, and its recovery record (``Output.recovery``: main warns when the capture was cut short).
+    ``prefer_op``: how a capture is reduced when --op is left at mean (Halo Weave's rules' own means)."""
     from ..analysis import open_reduced
 
     with usage_errors():
-        red = open_reduced(args.source, **reduce_options(args))
+        red = open_reduced(args.source, prefer_op=prefer_op, **reduce_options(args))
     return red, (args.source, red.extra.get("recovery"))
 
 

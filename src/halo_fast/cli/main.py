@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ SUBCOMMANDS = [
     "decay",
     "distance",
     "stats",
+    "score",
     "prune",
     "sweep",
     "heatmap",
@@ -124,12 +126,16 @@ def _main(argv: list[str]) -> int:
         return _fail(as_json, f"error: {text}", 1, exc.strerror or str(exc), exc.filename)
     if output.recovery:
         warn_recovery(*output.recovery)
-    if as_json:
-        print(_dump(output.data))
-    else:
-        text = output.render()
-        if text:
-            print(text)
+    try:
+        if as_json:
+            print(_dump(output.data))
+        else:
+            text = output.render()
+            if text:
+                print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return output.code
 
 
