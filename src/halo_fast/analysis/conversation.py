@@ -207,3 +207,52 @@ def prune_order(tokens: ContextTokens, brightness: np.ndarray) -> list[list[int]
         delete(lowest)
         if pair is not None:
             delete(pair)
+
+
+#: Special tokens of the chat template (ChatML, as Halo Weave's front end writes it: ``<|im_start|>ROLE\n
+#: ... <|im_end|>\n``); any ``<|...|>`` token counts.
+def is_special(text: str) -> bool:
+    t = text.strip()
+    return len(t) > 4 and t.startswith("<|") and t.endswith("|>")
+
+
+def template_mask(texts: list[str]) -> np.ndarray:
+    """bool per token: part of the chat template -- a special token, the role after ``<|im_start|>`` up to
+    and including its newline, and the newline right after ``<|im_end|>``. A pruned prompt keeps these, so
+    that what is left is still a well-formed conversation."""
+    mask = np.zeros(len(texts), dtype=bool)
+    in_header = after_end = False
+    for k, text in enumerate(texts):
+        if is_special(text):
+            mask[k] = True
+            in_header = text.strip() == "<|im_start|>"
+            after_end = text.strip() == "<|im_end|>"
+            continue
+        if in_header:
+            mask[k] = True
+            if "\n" in text:
+                in_header = False
+            continue
+        if after_end and text.strip() == "":
+            mask[k] = True
+        after_end = False
+    return mask
+
+
+def messages(texts: list[str], turns, roles: list[str], kept: np.ndarray) -> list[dict]:
+    """``[{role, content}, ...]`` per turn of the kept prompt, the chat template's tokens left out (a chat
+    template puts them back). A last assistant turn with nothing in it (the generation prefix) is left out:
+    it is what ``add_generation_prompt`` adds."""
+    template = template_mask(texts)
+    out: list[dict] = []
+    last = None
+    for k, text in enumerate(texts):
+        turn = int(turns[k])
+        if turn != last:
+            out.append({"role": roles[k] or "user", "content": ""})
+            last = turn
+        if kept[k] and not template[k]:
+            out[-1]["content"] += text
+    if out and out[-1]["role"] == "assistant" and not out[-1]["content"].strip():
+        out.pop()
+    return out

@@ -211,3 +211,29 @@ def warn_if_inexact(red, rule: str) -> None:
     problem = aggregation_warning(red, rule)
     if problem:
         warnings.warn(problem, DataWarning, stacklevel=3)
+
+
+def replay_input(red, rule: str, cache: dict | None = None):
+    """The reduced attention a replay of ``rule`` reads: ``red`` itself when it is aggregated as the rule
+    aggregates; else the capture ``red`` was reduced from, reduced again that way (once per aggregation:
+    ``cache``), with ``red``'s sampling; else ``red``, with the DataWarning of :func:`warn_if_inexact`."""
+    import os
+
+    from ..store import is_reduced_h5
+    from . import open_reduced
+
+    want = AGGREGATION[rule]
+    if aggregation_warning(red, rule) is None:
+        return red
+    cache = {} if cache is None else cache
+    if want in cache:
+        return cache[want]
+    source = red.source
+    lower = (source or "").lower()
+    is_output = lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(source))
+    if source and os.path.exists(source) and not is_output:
+        recover = bool(red.extra.get("recovery"))  # read as red was: a cut capture's complete tokens
+        cache[want] = open_reduced(source, op=want, every=red.every, tokens=red.tokens, recover=recover, check=False)
+        return cache[want]
+    warn_if_inexact(red, rule)
+    return red

@@ -4,10 +4,13 @@ Policies (higher score = kept): ``peak`` (peak attention over steps, the guide's
 ``mean``, ``cumulative`` (accumulated attention as in H2O: the cumulative score with
 no decay, no distance weighting -- see ``scoring``; ``params`` can change it), ``recent``
 (StreamingLLM: ``sinks`` first positions plus the most recent ones), ``magnitude``
-(Halo Weave's brightness, final score) and ``voting`` (rolling-mean votes).
+(halo_fast's generalised brightness, final score), ``voting`` (rolling-mean votes), and
+every Halo Weave rule exactly (``hw_frontend``, ``hw_voting``, ... of :mod:`.hw_rules`).
 
-Protected and never pruned: BOS (position 0) and, by default, every system-role token;
-the budget is a share of the *unprotected* units (``round(budget/100 * n)``). For
+Protected and never pruned: BOS (position 0), the chat template's tokens
+(``<|im_start|>``, the role, ``<|im_end|>``: :func:`~.conversation.template_mask`) and,
+by default, every system-role token; the budget is a share of the *unprotected* units
+(``round(budget/100 * n)``). For
 ``--unit sentence`` a sentence's score is, for ``peak`` / ``mean``, the peak / mean of
 its summed attention per step; for the score rules the best (maximum) score of its
 tokens; for ``recent`` its last position. Ties are broken by mean attention, then by
@@ -23,11 +26,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import open_reduced, prompt_length, sentence_index
+from . import matrix, open_reduced, prompt_length, sentence_index
+from .conversation import context_tokens, template_mask
+from .hw_rules import HW_RULES, hw_scores, replay_input
 from .scoring import probability_matrix, score_matrix
 from .sentences import sentence_matrices
 
-POLICIES = ("peak", "mean", "cumulative", "recent", "magnitude", "voting")
+OWN_POLICIES = ("peak", "mean", "cumulative", "recent", "magnitude", "voting")
+#: Every policy; the default set is halo_fast's plus the front end's own brightness.
+POLICIES = OWN_POLICIES + HW_RULES
+DEFAULT_POLICIES = OWN_POLICIES + ("hw_frontend",)
 UNITS = ("token", "sentence")
 H2O = {"decay_rate": 0.0, "distance": "none", "floor": False}
 
@@ -58,6 +66,19 @@ def token_scores(data, ctx, n_prompt: int, policy: str, sinks: int = 4, params=N
     raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
 
 
+def hw_policy_scores(red, policy: str, n_prompt: int, params, cache: dict):
+    """(float64 [n_prompt] final score per prompt token, NaN where the rule scores none; its prune_order)
+    of a Halo Weave rule, on the rule's own aggregation of the capture (:func:`~.hw_rules.replay_input`)."""
+    own = replay_input(red, policy, cache)
+    data, ctx = matrix(own)
+    tokens = context_tokens(own) if policy == "hw_frontend" else None
+    result = hw_scores(data, ctx, policy, len(own.prompt), tokens, **dict(params or {}))
+    out = np.full(n_prompt, np.nan)
+    inside = result.positions < n_prompt
+    out[result.positions[inside]] = result.final[inside]
+    return out, result.prune_order
+
+
 def choose_pruned(scores: np.ndarray, tiebreak: np.ndarray, candidates: np.ndarray, budget: float) -> np.ndarray:
     """Indices (into ``scores``) of the ``round(budget% of candidates)`` lowest-scoring candidates."""
     n = int(round(len(candidates) * float(budget) / 100.0))
@@ -66,6 +87,23 @@ def choose_pruned(scores: np.ndarray, tiebreak: np.ndarray, candidates: np.ndarr
     s = np.nan_to_num(scores[candidates], nan=-np.inf)
     order = np.lexsort((candidates, np.nan_to_num(tiebreak[candidates], nan=-np.inf), s))
     return np.sort(candidates[order[:n]])
+
+
+def front_end_choice(order, sent, candidates: np.ndarray, budget: float) -> np.ndarray:
+    """Sentence indices ``pruneToFit`` deletes first (``order``: its [turn, sentence] list), candidates
+    only, until ``round(budget% of candidates)`` are chosen; in the order it deletes them."""
+    n = int(round(len(candidates) * float(budget) / 100.0))
+    allowed = set(candidates.tolist())
+    chosen: list[int] = []
+    for turn, sentence in order or []:
+        if len(chosen) >= n:
+            break
+        key = (int(turn), int(sentence))
+        if key in sent.keys:
+            s = sent.keys.index(key)
+            if s in allowed and s not in chosen:
+                chosen.append(s)
+    return np.array(chosen, dtype=np.int64)
 
 
 @dataclass
@@ -79,6 +117,8 @@ class PruneResult:
     mass: dict  # policy -> float64 [T]
     pruned_units: dict  # policy -> list of pruned units (positions or [turn, sentence])
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    turns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    roles: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         """One line: the dataclass default prints every array, which floods a notebook."""
@@ -118,14 +158,21 @@ class PruneResult:
         }
 
     def pruned_prompt(self, policy: str) -> str:
+        """The kept prompt as text, its chat-template tokens intact: what a rerun feeds the model."""
         return "".join(self.texts[i] for i in np.flatnonzero(self.kept[policy]))
+
+    def pruned_messages(self, policy: str) -> list[dict]:
+        """The kept prompt as chat messages, ``[{role, content}, ...]`` per turn (:func:`.conversation.messages`)."""
+        from .conversation import messages
+
+        return messages(self.texts, self.turns, self.roles, self.kept[policy])
 
 
 def prune(
     source,
     budget: float = 30.0,
     unit: str = "token",
-    policies=POLICIES,
+    policies=DEFAULT_POLICIES,
     protect_system: bool = True,
     sinks: int = 4,
     params=None,
@@ -150,18 +197,19 @@ def prune(
         if "message_role" in red.prompt
         else np.array([""] * n_prompt, dtype=object)
     )
-    protected = np.zeros(n_prompt, dtype=bool)
+    texts = [str(t) for t in red.prompt["text"][:n_prompt]] if "text" in red.prompt else [""] * n_prompt
+    template = template_mask(texts)
+    protected = template.copy()
     protected[:1] = True
     if protect_system:
         protected |= roles == "system"
     sent = sentence_index(red.prompt, n_prompt)
     token_mean = token_scores(data, ctx, n_prompt, "mean")
-    texts = [str(t) for t in red.prompt["text"][:n_prompt]]
     if unit == "sentence":
         total, _, _ = sentence_matrices(data, ctx, sent.labels, len(sent))
         sent_protected = np.zeros(len(sent), dtype=bool)
-        np.logical_or.at(sent_protected, sent.labels, protected)
-        protected = sent_protected[sent.labels]
+        np.logical_or.at(sent_protected, sent.labels, protected & ~template)  # a template token spares itself only
+        protected = sent_protected[sent.labels] | template
         import warnings
 
         with warnings.catch_warnings():
@@ -169,11 +217,19 @@ def prune(
             sent_mean = np.nanmean(total, axis=0) if len(total) else np.zeros(len(sent))
             sent_peak = np.nanmax(total, axis=0) if len(total) else np.zeros(len(sent))
     kept, pruned_units = {}, {}
+    cache: dict = {}
+    no_tiebreak = np.zeros(max(n_prompt, len(sent)))
     for policy in policies:
         own = (params or {}).get(policy)
+        hw = policy in HW_RULES
+        if hw:
+            per_token, order = hw_policy_scores(red, policy, n_prompt, own, cache)
+        else:
+            per_token = order = None
         if unit == "token":
-            scores = token_scores(data, ctx, n_prompt, policy, sinks, own)
-            chosen = choose_pruned(scores, token_mean, np.flatnonzero(~protected), budget)
+            scores = per_token if hw else token_scores(data, ctx, n_prompt, policy, sinks, own)
+            candidates = np.flatnonzero(~protected & (np.isfinite(scores) if hw else True))
+            chosen = choose_pruned(scores, no_tiebreak if hw else token_mean, candidates, budget)
             mask = np.ones(n_prompt, dtype=bool)
             mask[chosen] = False
             pruned_units[policy] = chosen.tolist()
@@ -181,11 +237,16 @@ def prune(
             if policy in ("peak", "mean"):
                 scores = sent_peak if policy == "peak" else sent_mean
             else:
-                per_token = token_scores(data, ctx, n_prompt, policy, sinks, own)
+                if per_token is None:
+                    per_token = token_scores(data, ctx, n_prompt, policy, sinks, own)
                 scores = np.full(len(sent), -np.inf)
                 np.maximum.at(scores, sent.labels, np.nan_to_num(per_token, nan=-np.inf))
-            chosen = choose_pruned(scores, sent_mean, np.flatnonzero(~sent_protected), budget)
-            mask = ~np.isin(sent.labels, chosen)
+            candidates = np.flatnonzero(~sent_protected & (scores > -np.inf if hw else True))
+            if policy == "hw_frontend":
+                chosen = front_end_choice(order, sent, candidates, budget)
+            else:
+                chosen = choose_pruned(scores, no_tiebreak if hw else sent_mean, candidates, budget)
+            mask = ~np.isin(sent.labels, chosen) | template
             pruned_units[policy] = [list(sent.keys[s]) for s in chosen]
         kept[policy] = mask
     names = list(kept)
@@ -203,4 +264,6 @@ def prune(
         {p: mass[k] for k, p in enumerate(names)},
         pruned_units,
         np.asarray(red.steps),
+        np.asarray(red.prompt["turn_id"])[:n_prompt] if "turn_id" in red.prompt else np.zeros(n_prompt, np.int64),
+        [str(r) for r in roles],
     )

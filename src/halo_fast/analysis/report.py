@@ -85,7 +85,7 @@ def report(
         "decay": decay_analysis(probs, groups=groups, kind="probabilities", **once),
         "raw_decay": decay_analysis(red, groups=groups, kind="logits", **once) if kind == "logits" else None,
         "distance": distance_analysis(probs, kind="probabilities", **once),
-        "prune": prune(probs, budget=budget, unit=unit, kind="probabilities", reduce_options=once),
+        "prune": prune(red, budget=budget, unit=unit, kind=kind, reduce_options=once),
         "stats": step_stats(red, kind=kind, **once),
     }
     parts["groups"] = {name: [tuple(k) for k in g["sentences"]] for name, g in parts["sentences"].groups.items()}
