@@ -62,6 +62,12 @@ def twin_value(xs: list[float], op: str, size: float) -> float:
         return max(xs) if op == "max" else min(xs)  # builtin max/min keep the first of equal values
     if op == "nanmean":
         xs = [x for x in xs if not math.isnan(x)]
+    if op in ("mean_f32", "mean_js"):  # Halo Weave's: a float32 running sum, then / size or * (1 / size)
+        total32 = np.float32(0.0)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in float32 everywhere
+            for x in xs:
+                total32 = np.float32(total32 + np.float32(x))
+        return float(total32) / size if op == "mean_f32" else float(total32) * (1.0 / size)
     total = 0.0
     for x in xs:
         total += x

@@ -6,18 +6,16 @@ a group's) is fitted with ``a * exp(-rate * step)`` by weighted log-linear least
 ``ln 2 / rate`` steps; r2 in log space.  Logits (may be negative): a straight line,
 ``rate = -slope`` (logit units lost per step), so in both cases a positive rate means fading.
 
-The recommended Halo Weave ``decay_rate`` (the cumulative score's additive per-step
-decay): a prompt token at the median mean attention ``a_med`` that fades at the median
-fitted rate ``rate_med`` loses ``rate_med * a_med`` attention per step (the slope of
-``a*exp(-rate*t)`` at level ``a``); the additive decay that takes the same amount from
-the score each step is ``decay_rate = rate_med * a_med`` (0 when the median token does
-not fade). Fits for it use probabilities (softmax of each row for logit captures), BOS excluded.
+The recommended ``decay_rate`` is for the rule the user runs (``rule``, default
+``hw_frontend``), in that rule's units (:mod:`.rule_decay`): the median fitted fade rate
+times the median per-step increment the rule gives a prompt token, set against the
+rule's own decay. Fits for it use probabilities (softmax of each row for logit
+captures), BOS excluded.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,31 +121,17 @@ def _median(values) -> float:
     return float(np.median(values)) if len(values) else float("nan")
 
 
-def recommend_decay_rate(steps, probs: np.ndarray, n_prompt: int) -> dict:
-    """The additive ``decay_rate`` reproducing the median fitted decay of prompt tokens (BOS excluded)."""
-    cols = probs[:, 1:n_prompt]
-    trend = fit_series(steps, cols, "probabilities")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        level = np.nanmean(cols, axis=0) if len(cols) else np.zeros(cols.shape[1])
-    rate_med = _median(trend.rate)
-    level_med = _median(level)
-    rate = max(rate_med, 0.0) * level_med if math.isfinite(rate_med) and math.isfinite(level_med) else float("nan")
-    return {
-        "decay_rate": rate,
-        "median_rate": rate_med,
-        "median_half_life": math.log(2) / rate_med if rate_med > 0 else None,
-        "median_mean_attention": level_med,
-        "per_step_factor": math.exp(-rate_med) if math.isfinite(rate_med) else None,
-        "tokens_fitted": int(np.isfinite(trend.rate).sum()),
-        "derivation": "decay_rate = median fitted rate x median mean attention of the prompt tokens (BOS excluded): "
-        "the attention a median token loses per step under the fitted exponential, subtracted "
-        "additively from its cumulative score instead",
-    }
+def decay_analysis(
+    source, groups=None, kind=None, rule=None, params=None, rule_input=None, **reduce_options
+) -> DecayResult:
+    """Trend of every prompt token, sentence, group and role, and the decay rate recommended for ``rule``
+    (default ``hw_frontend``; ``params`` its parameters; ``rule_input``: the reduced attention a Halo Weave
+    rule reads, when ``source`` has been transformed -- softmaxed -- from it)."""
+    from .rule_decay import DEFAULT_RULE, recommend
+    from .scoring import rule_defaults
 
-
-def decay_analysis(source, groups=None, kind=None, **reduce_options) -> DecayResult:
-    """Trend of every prompt token, sentence, group and role, and the recommended decay rate."""
+    rule = rule or DEFAULT_RULE
+    rule_params = {**rule_defaults(rule), **(params or {})}
     red = open_reduced(source, **reduce_options)
     data, ctx = matrix(red)
     kind = value_kind(data, kind)
@@ -194,7 +178,8 @@ def decay_analysis(source, groups=None, kind=None, **reduce_options) -> DecayRes
     finite = np.isfinite(tokens.rate[1:])
     negative = float(np.mean(tokens.rate[1:][finite] > 0)) if finite.any() else float("nan")
     probs = data if kind == "probabilities" else to_probabilities(data, ctx)
-    recommendation = recommend_decay_rate(steps, probs, n_prompt)
+    fades = fit_series(steps, probs[:, :n_prompt], "probabilities").rate
+    recommendation = recommend(rule_input or red, rule, rule_params, fades, n_prompt, (probs, ctx))
     positions = np.asarray(red.prompt["position"])[:n_prompt] if "position" in red.prompt else np.arange(n_prompt)
     return DecayResult(
         kind,

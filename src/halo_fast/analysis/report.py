@@ -15,7 +15,7 @@ How the short answers are read from the numbers (documented in docs/analysis.md)
    steps (it loses more than half) with r2 >= 0.5; the fastest such sentences and group are named;
 3. negative logits as decay: only a logit capture can tell; the share of prompt tokens whose raw
    logit falls, next to the share whose softmaxed attention fades;
-4. the recommended Halo Weave ``decay_rate`` of :func:`~.decay.recommend_decay_rate`;
+4. the ``decay_rate`` recommended for ``rule`` (default ``hw_frontend``) by :mod:`.rule_decay`;
 5. distance weighting is called for when the last ``window`` tokens get more than
    :data:`LOCAL_RATIO_NEEDED` times the share a uniform spread would give them.
 """
@@ -47,13 +47,26 @@ def image_beside(report_path) -> str:
 
 
 def report(
-    source, path=None, *, force=False, log=True, budget=30.0, unit="sentence", groups=None, kind=None, **reduce_options
+    source,
+    path=None,
+    *,
+    force=False,
+    log=True,
+    budget=30.0,
+    unit="sentence",
+    groups=None,
+    kind=None,
+    rule=None,
+    params=None,
+    **reduce_options,
 ) -> dict:
     """Write the Markdown report of ``source`` to ``path`` (default ``CAPTURE.report.md`` beside the input)
     and its heatmap to :func:`image_beside` ``(path)``; return a JSON-ready summary (paths and answers).
 
     Existing outputs raise FileExistsError unless ``force``. Without matplotlib the report is still
     written, with a one-line note instead of the image (``summary["heatmap"]`` is None).
+    ``rule`` / ``params``: the scoring rule the answers are for (the recommended decay rate; default
+    ``hw_frontend``, Halo Weave's front end), which also joins the pruning policies compared.
     """
     from .decay import decay_analysis
     from .distance import distance_analysis
@@ -82,10 +95,20 @@ def report(
         "red": red,
         "kind": kind,
         "sentences": sentence_attention(probs, groups=groups, kind="probabilities", **once),
-        "decay": decay_analysis(probs, groups=groups, kind="probabilities", **once),
+        "decay": decay_analysis(
+            probs, groups=groups, kind="probabilities", rule=rule, params=params, rule_input=red, **once
+        ),
         "raw_decay": decay_analysis(red, groups=groups, kind="logits", **once) if kind == "logits" else None,
         "distance": distance_analysis(probs, kind="probabilities", **once),
-        "prune": prune(red, budget=budget, unit=unit, kind=kind, reduce_options=once),
+        "prune": prune(
+            red,
+            budget=budget,
+            unit=unit,
+            kind=kind,
+            policies=_policies(rule),
+            params={rule: params} if rule and params else None,
+            reduce_options=once,
+        ),
         "stats": step_stats(red, kind=kind, **once),
     }
     parts["groups"] = {name: [tuple(k) for k in g["sentences"]] for name, g in parts["sentences"].groups.items()}
@@ -128,6 +151,14 @@ def report(
         "answers": answers,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _policies(rule) -> tuple:
+    from .prune import DEFAULT_POLICIES
+
+    if rule is None or rule in DEFAULT_POLICIES:
+        return DEFAULT_POLICIES
+    return DEFAULT_POLICIES + (rule,)
 
 
 def _prompt_tokens(parts) -> int:
@@ -193,7 +224,10 @@ def _answers(parts) -> dict:
             "raw_falling_share": _num(raw.negative_trend_share) if raw is not None else None,
             "softmax_fading_share": _num(d.negative_trend_share),
         },
+        "rule": rec.get("rule"),
         "recommended_decay_rate": _num(d.recommended_decay_rate),
+        "decay_rate_units": rec.get("units"),
+        "rule_decay": _num(rec.get("rule_decay")),
         "median_rate": _num(rec.get("median_rate")),
         "median_half_life": _num(rec.get("median_half_life")),
         "local_share": _num(dist.local_share),
@@ -291,6 +325,7 @@ def _markdown(parts, answers, image, note) -> str:
         f"{step_text}; prompt of {_prompt_tokens(parts)} tokens in {len(s.keys)} sentences; values: {kind}"
         + (" (softmaxed per row for the analyses; raw logits for the stats and question 3)" if kind == "logits" else "")
         + f". Attention = {red.op} over {' and '.join(red.over)} ({selection}{sampling}). "
+        f"The decay rate answers are for the rule {parts['decay'].recommendation.get('rule')}. "
         f"Written by halo_fast {__version__}; formulas in docs/analysis.md.",
         "",
     ]
@@ -375,13 +410,16 @@ def _answer_section(parts, a) -> list[str]:
         )
     rec = parts["decay"].recommendation
     rate = a["recommended_decay_rate"]
+    own = rec.get("rule_decay")
     decay = (
-        f"**decay_rate ≈ {fmt(rate, 3)}** per step (additive, Halo Weave's cumulative score): median fitted "
-        f"rate {fmt(rec.get('median_rate'), 3)}/step (half-life {fmt(rec.get('median_half_life'), 3)} steps, "
-        f"×{fmt(rec.get('per_step_factor'), 5)} per step) × median mean attention "
-        f"{fmt(rec.get('median_mean_attention'), 3)}. `python -m halo_fast sweep` tests alternatives."
+        f"**decay_rate ≈ {fmt(rate, 3)}** {rec.get('units')} for {rec.get('rule')}: median fitted fade "
+        f"{fmt(rec.get('median_rate'), 3)}/step (half-life {fmt(rec.get('median_half_life'), 3)} steps, "
+        f"×{fmt(rec.get('per_step_factor'), 5)} per step) × the median increment it gives a prompt token per "
+        f"step, {fmt(rec.get('median_increment'), 3)}; "
+        + (f"the rule itself subtracts {fmt(own)} per step." if own else "the rule has no decay of its own.")
+        + " `python -m halo_fast sweep` tests alternatives for halo_fast's cumulative score."
         if rate is not None
-        else "**No estimate**: no prompt token could be fitted."
+        else f"**No estimate** for {rec.get('rule')}: no prompt token could be fitted."
     )
     dist = parts["distance"]
     needed = a["distance_weighting_needed"]
@@ -508,7 +546,8 @@ def _decay_section(parts) -> list[str]:
         ]
     rec = d.recommendation
     out += [
-        f"Recommended decay_rate {fmt(d.recommended_decay_rate, 4)}: {rec.get('derivation', '')} "
+        f"Recommended decay_rate for {rec.get('rule')} {fmt(d.recommended_decay_rate, 4)} {rec.get('units', '')}: "
+        f"{rec.get('derivation', '')} "
         f"({rec.get('tokens_fitted', 0)} tokens fitted).",
         "",
     ]

@@ -6,6 +6,11 @@ For every combination of ``decay_rate`` x ``boost`` x ``distance`` x ``min_dista
 by final score is pruned, and the point is scored by the mean (and minimum) share of each
 step's prompt attention that the kept tokens hold. With the clamp at 0, only the ratio
 ``boost / decay_rate`` (and the distance weighting) changes the ranking.
+
+The sweep is of halo_fast's ``cumulative`` rule, so the decay rate it recommends beside the
+grid (:mod:`.rule_decay`, with the first grid point's weighting) is for that rule, in its
+units -- the same number ``decay --rule cumulative`` gives; ``decay`` and ``report`` default
+to the front end's rule, ``hw_frontend``, whose units differ.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class SweepResult:
     mass_min: np.ndarray
     budget: float
     seconds: float
+    recommendation: dict | None = None
 
     def __repr__(self) -> str:
         """One line: the dataclass default prints every array, which floods a notebook."""
@@ -74,6 +80,11 @@ class SweepResult:
             "seconds": self.seconds,
             "results": rows,
             "best": rows[0] if rows else None,
+            "rule": "cumulative",
+            "recommended_decay_rate": _num(self.recommendation["decay_rate"]) if self.recommendation else None,
+            "recommendation": {
+                k: (_num(v) if isinstance(v, float) else v) for k, v in (self.recommendation or {}).items()
+            },
         }
 
 
@@ -135,4 +146,18 @@ def sweep(source, budget=30.0, protect_system=True, kind=None, reduce_options=No
             warnings.simplefilter("ignore", RuntimeWarning)
             mass_mean = np.nanmean(mass, axis=1) if mass.shape[1] else np.full(g, np.nan)
             mass_min = np.nanmin(mass, axis=1) if mass.shape[1] else np.full(g, np.nan)
-    return SweepResult(points, mass_mean, mass_min, float(budget), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return SweepResult(points, mass_mean, mass_min, float(budget), seconds, _recommendation(red, data, ctx, points))
+
+
+def _recommendation(red, data, ctx, points) -> dict:
+    """The decay rate :mod:`.rule_decay` recommends for the swept rule, with the first point's weighting."""
+    from .decay import fit_series
+    from .rule_decay import recommend
+    from .scoring import DEFAULTS
+
+    n_prompt = prompt_length(red)
+    first = points[0] if points else {}
+    params = {**DEFAULTS["cumulative"], **{k: v for k, v in first.items() if k in DEFAULTS["cumulative"]}}
+    fades = fit_series(np.asarray(red.steps, dtype=np.float64), data[:, :n_prompt], "probabilities").rate
+    return recommend(red, "cumulative", params, fades, n_prompt, (data, ctx))

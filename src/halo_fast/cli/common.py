@@ -254,3 +254,56 @@ def warn_recovery(path: str, recovery: dict | None) -> None:
         f"dropped {recovery['partial_tokens']} partial one(s)",
         file=sys.stderr,
     )
+
+
+def rule_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--rule and --param: a scoring rule (Halo Weave's hw_* or halo_fast's) and its parameters."""
+    from ..analysis.scoring import RULES
+
+    p.add_argument("--rule", default="hw_frontend", choices=RULES, help=f"{what} (default hw_frontend)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the rule (repeatable), e.g. --param decay_rate=0.002 --param distance_mode=linear",
+    )
+
+
+def rule_params(args: argparse.Namespace) -> dict:
+    """The --param values of --rule, each typed like the rule's default (a ValueError names a bad one)."""
+    return parse_params(args.param, args.rule)
+
+
+def parse_params(specs, rule: str) -> dict:
+    """``["decay_rate=0.002", ...]`` -> {"decay_rate": 0.002}; each value typed like the rule's default."""
+    from ..analysis.scoring import rule_defaults
+
+    defaults = rule_defaults(rule)
+    out = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"bad --param {spec!r}: use NAME=VALUE")
+        if name not in defaults:
+            raise ValueError(f"{rule} takes {', '.join(defaults) or 'no parameters'}, not {name}")
+        out[name] = _typed(text.strip(), defaults[name], name)
+    return out
+
+
+def _typed(text: str, default, name: str):
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--param {name} takes true or false, not {text!r}")
+    if isinstance(default, str):
+        return text
+    if default is None and text.lower() == "none":
+        return None
+    try:
+        return int(text) if isinstance(default, int) or default is None else float(text)
+    except ValueError:
+        raise ValueError(f"--param {name} takes a number, not {text!r}") from None

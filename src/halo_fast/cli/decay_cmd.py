@@ -7,16 +7,19 @@ from .common import Output, open_for_analysis, printed
 
 
 def add_parser(subparsers) -> None:
-    from .common import add_common
+    from .common import add_common, rule_options
 
     p = subparsers.add_parser(
         "decay",
         help="fitted decay of attention per token, sentence, group and role; recommended decay_rate",
         description="Probabilities: a*exp(-rate*step) by weighted log-linear least squares (rate, half-life, r2). "
         "Logits: a linear slope (rate = -slope). Answers: does irrelevant context fade, do negative logits act as "
-        "natural decay, and the Halo Weave decay_rate reproducing the median fitted decay.",
+        "natural decay, and the decay_rate for --rule (default hw_frontend, Halo Weave's front end) in that "
+        "rule's units: what the attention's own fading takes from a median token's gains per step, next to the "
+        "decay the rule itself applies.",
     )
     add_common(p)
+    rule_options(p, "the rule the recommended decay_rate is for")
     p.add_argument("--group", action="append", metavar="NAME=T:S,T:S", help="a named group of sentences; repeatable")
     p.add_argument("--top", type=int, default=10, metavar="K", help="sentences listed (fastest fading first)")
     p.set_defaults(run=run)
@@ -25,12 +28,14 @@ def add_parser(subparsers) -> None:
 def run(args) -> Output:
     from ..analysis import parse_groups
     from ..analysis.decay import decay_analysis
-    from .common import usage_errors
+    from .common import rule_params, usage_errors
 
+    with usage_errors():
+        params = rule_params(args)
     red, recovery = open_for_analysis(args)
     with usage_errors():
         groups = parse_groups(args.group) if args.group else None
-        result = decay_analysis(red, groups=groups, kind=args.kind)
+        result = decay_analysis(red, groups=groups, kind=args.kind, rule=args.rule, params=params)
     out = result.to_json()
     return Output(out, printed(lambda: render(out, args)), recovery=recovery)
 
@@ -62,10 +67,6 @@ def render(out: dict, args) -> None:
     share = out["negative_trend_share"]
     what = "logit trend is negative" if out["kind"] == "logits" else "attention fades (rate > 0)"
     print(f"\nshare of prompt tokens (BOS excluded) whose {what}: {share:.1%}" if share is not None else "")
-    rec = out["recommendation"]
-    print(
-        f"recommended Halo Weave decay_rate: {out['recommended_decay_rate']:.3g} "
-        f"(median rate {rec['median_rate']:.3g}/step x median mean attention {rec['median_mean_attention']:.3g})"
-        if out["recommended_decay_rate"] is not None
-        else "recommended decay_rate: - (no fit)"
-    )
+    from ..analysis.rule_decay import describe
+
+    print(describe(out["recommendation"]))

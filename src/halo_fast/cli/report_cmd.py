@@ -7,7 +7,7 @@ from .common import Output, open_for_analysis, printed
 
 
 def add_parser(subparsers) -> None:
-    from .common import add_common
+    from .common import add_common, rule_options
 
     p = subparsers.add_parser(
         "report",
@@ -33,6 +33,7 @@ def add_parser(subparsers) -> None:
         help="a named group of sentences to follow (default: a synth capture's planted groups); repeatable",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing report and heatmap")
+    rule_options(p, "the rule the answers (the decay rate) are for; it joins the pruning policies")
     p.set_defaults(run=run)
 
 
@@ -40,7 +41,7 @@ def run(args) -> Output:
     from ..analysis import parse_groups
     from ..analysis.report import image_beside, report
     from ..store import output_beside
-    from .common import check_output, usage_errors
+    from .common import check_output, rule_params, usage_errors
 
     output = args.output or output_beside(args.source, ".report.md")
     with usage_errors():
@@ -49,6 +50,7 @@ def run(args) -> Output:
         if not 0 <= args.budget <= 100:
             raise ValueError(f"--budget must be a percentage in 0..100, got {args.budget:g}")
         groups = parse_groups(args.group) if args.group else None
+        params = rule_params(args)
     red, recovery = open_for_analysis(args)
     with usage_errors():
         result = report(
@@ -60,6 +62,8 @@ def run(args) -> Output:
             unit=args.unit,
             groups=groups,
             kind=args.kind,
+            rule=args.rule,
+            params=params,
         )
     return Output(result, printed(lambda: render(result, output, image_beside(output))), recovery=recovery)
 
@@ -87,7 +91,7 @@ def render(result: dict, output: str, image: str) -> None:
             else "needs a logit capture"
         )
     )
-    print(f"4. decay_rate: {fmt(a['recommended_decay_rate'], 3)}")
+    print(f"4. decay_rate for {a['rule']}: {fmt(a['recommended_decay_rate'], 3)} {a['decay_rate_units']}")
     print(
         f"5. distance weighting needed: {'yes' if a['distance_weighting_needed'] else 'no'} "
         f"(local share x{fmt(a['local_ratio'], 3)} uniform)"

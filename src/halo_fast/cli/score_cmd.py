@@ -7,8 +7,7 @@ from .common import Output, open_for_analysis, printed
 
 
 def add_parser(subparsers) -> None:
-    from ..analysis.scoring import RULES
-    from .common import add_common
+    from .common import add_common, rule_options
 
     p = subparsers.add_parser(
         "score",
@@ -19,62 +18,21 @@ def add_parser(subparsers) -> None:
         "(docs/analysis.md). --json: rule, params, positions, final and peak per position, prune_order.",
     )
     add_common(p)
-    p.add_argument("--rule", default="hw_frontend", choices=RULES, help="the rule to replay (default hw_frontend)")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a parameter of the rule (repeatable), e.g. --param decay_rate=0.002 --param distance_mode=linear",
-    )
+    rule_options(p, "the rule to replay")
     p.add_argument(
         "--top", type=int, default=10, metavar="K", help="sentences and tokens shown at each end (default 10)"
     )
     p.set_defaults(run=run)
 
 
-def parse_params(specs, rule: str) -> dict:
-    """``["decay_rate=0.002", ...]`` -> {"decay_rate": 0.002}; each value typed like the rule's default."""
-    from ..analysis.scoring import rule_defaults
-
-    defaults = rule_defaults(rule)
-    out = {}
-    for spec in specs:
-        name, sep, text = spec.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ValueError(f"bad --param {spec!r}: use NAME=VALUE")
-        if name not in defaults:
-            raise ValueError(f"{rule} takes {', '.join(defaults) or 'no parameters'}, not {name}")
-        out[name] = _typed(text.strip(), defaults[name], name)
-    return out
-
-
-def _typed(text: str, default, name: str):
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"--param {name} takes true or false, not {text!r}")
-    if isinstance(default, str):
-        return text
-    if default is None and text.lower() == "none":
-        return None
-    try:
-        return int(text) if isinstance(default, int) or default is None else float(text)
-    except ValueError:
-        raise ValueError(f"--param {name} takes a number, not {text!r}") from None
-
-
 def run(args) -> Output:
     from ..analysis.conversation import context_tokens
     from ..analysis.hw_rules import AGGREGATION, SOURCE_FILES
     from ..analysis.scoring import ranked, score
-    from .common import usage_errors
+    from .common import rule_params, usage_errors
 
     with usage_errors():
-        params = parse_params(args.param, args.rule)
+        params = rule_params(args)
     red, recovery = open_for_analysis(args, prefer_op=AGGREGATION.get(args.rule))
     with usage_errors():
         result = score(red, args.rule, kind=args.kind, **params)

@@ -61,6 +61,8 @@ def _values(option: str, text: str, parse, cast) -> list:
 
 
 def render(out: dict, args) -> None:
+    from ..analysis.rule_decay import describe
+
     print(f"{out['points']} grid points in {out['seconds']:.3f} s; pruning {out['budget']:g}% of prompt tokens")
     print(
         table(
@@ -68,3 +70,5 @@ def render(out: dict, args) -> None:
             ["decay_rate", "boost", "distance", "min_distance", "scale", "mass_retained_mean", "mass_retained_min"],
         )
     )
+    if out["recommendation"]:
+        print(describe(out["recommendation"]) + " (the swept rule; `decay --rule` names another)")

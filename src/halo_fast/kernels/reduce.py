@@ -14,7 +14,11 @@ its code does; ``mean_f32`` then divides in float32 (numpy's
 ``mean_js`` multiplies by the double ``1 / rows`` and rounds to float32 (the front
 end's ``_aggregateAttention``, a Float32Array). The float32 sums are kept exactly
 in the float64 scratch: a sum of two float32 values rounded once to float32 is
-float32 addition.
+float32 addition. (One case where numpy's order differs: a one-position context, where
+numpy sees one contiguous run of ``layers * heads`` values and sums it pairwise;
+``mean_f32`` keeps the row order there too. Halo Weave's rules compare such a step's
+single value with itself, so only ``hw_cumulative`` with ``distance_mode`` none or
+``min_distance`` <= 1 could see the difference, in the last bit.)
 
 Every loop is bounded by the arrays it indexes: rows, groups and columns beyond
 an array's extent are never touched (reduce_array and reduce_arrays report such
