@@ -20,7 +20,7 @@ from halo_fast.cli.main import build_parser, main
 from halo_fast.synth import write_capture
 
 CAPTURE_COMMANDS = ["reduce", "info", "check", "decode", "convert", "sentences", "decay", "distance", "stats"]
-ANALYSES = ["sentences", "decay", "distance", "stats", "prune", "sweep", "report", "heatmap"]
+ANALYSES = ["sentences", "decay", "distance", "stats", "score", "prune", "compare", "sweep", "report", "heatmap"]
 
 
 @pytest.fixture

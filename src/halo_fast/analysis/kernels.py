@@ -399,3 +399,23 @@ def mass_retained(data, ctx, kept, out):
                 if kept[k, c]:
                     held += x
             out[k, t] = held / total if total != 0.0 else np.nan
+
+
+@kernel()
+def edit_distance(a, b, row):
+    """Levenshtein distance between the int64 sequences ``a`` and ``b`` (insert, delete, substitute:
+    1 each); ``row`` is int64 scratch of at least ``len(b) + 1`` (a shorter one gives -1)."""
+    n, m = a.shape[0], b.shape[0]
+    if row.shape[0] < m + 1:
+        return -1
+    for j in range(m + 1):
+        row[j] = j
+    for i in range(1, n + 1):
+        diagonal = row[0]
+        row[0] = i
+        for j in range(1, m + 1):
+            above = row[j]
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            row[j] = min(min(row[j] + 1, row[j - 1] + 1), diagonal + cost)
+            diagonal = above
+    return row[m]

@@ -35,6 +35,7 @@ SUBCOMMANDS = [
     "stats",
     "score",
     "prune",
+    "compare",
     "sweep",
     "heatmap",
     "report",
