@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,6 +57,7 @@ def run_capture(scratch, sentences, generated, seed):
 SENTENCES = [["Hi", "."], [" Key", " X", "."], [" Idle", " chat", "."], [" Why", "?"]]
 
 
+@pytest.mark.decodes
 def test_compare_finds_the_divergence_and_matches_sentences(scratch, capsys):
     full = run_capture(scratch, SENTENCES, [(1, " A"), (2, " B"), (3, " C"), (4, " D")], 0)
     pruned = run_capture(scratch, [SENTENCES[0], SENTENCES[1], SENTENCES[3]], [(1, " A"), (2, " B"), (9, " Z")], 1)
@@ -79,6 +81,7 @@ def test_compare_finds_the_divergence_and_matches_sentences(scratch, capsys):
     assert "first divergent step: 2" in text and " C D" in text and " Z" in text
 
 
+@pytest.mark.decodes
 def test_identical_runs_never_diverge(scratch):
     full = run_capture(scratch, SENTENCES, [(1, " A"), (2, " B")], 0)
     out = compare(full, full).to_json()
@@ -86,6 +89,7 @@ def test_identical_runs_never_diverge(scratch):
     assert all(r["change"] == 0.0 for r in out["sentences"])
 
 
+@pytest.mark.decodes
 def test_a_shorter_rerun_diverges_where_it_stops(scratch):
     full = run_capture(scratch, SENTENCES, [(1, " A"), (2, " B"), (3, " C")], 0)
     short = run_capture(scratch, SENTENCES, [(1, " A"), (2, " B")], 0)

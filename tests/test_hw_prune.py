@@ -148,3 +148,23 @@ def test_score_command_json_has_the_fields(scratch, rule, capsys):
     text = capsys.readouterr().out
     assert text.startswith(f"{rule} (") and "top 2 sentences:" in text and "bottom 2 tokens:" in text
     assert ("pruneToFit deletes" in text) == (rule == "hw_frontend")
+
+
+def test_score_reads_reduce_outputs_exactly_or_warns(scratch, tmp_path):
+    import warnings
+
+    from halo_fast.analysis import DataWarning
+
+    path, _ = conversation_capture(scratch)
+    want = score(path, "hw_frontend")
+    js = tmp_path / "js.reduced.h5"
+    assert main(["reduce", path, "--op", "mean_js", "-o", str(js)]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # made the front end's way: no warning
+        got = score(str(js), "hw_frontend")
+    np.testing.assert_array_equal(got.final, want.final)
+    assert got.prune_order == want.prune_order
+    plain = tmp_path / "plain.reduced.h5"
+    assert main(["reduce", path, "-o", str(plain)]) == 0
+    with pytest.warns(DataWarning, match="aggregated as mean_js"):
+        score(str(plain), "hw_frontend")

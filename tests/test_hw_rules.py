@@ -243,6 +243,7 @@ def capture_document(prompt, tensors, null_first):
     return {"metadata": {"model": "test"}, "prompt_tokens": prompt, "generated_tokens": generated}
 
 
+@pytest.mark.decodes
 @settings(max_examples=60, deadline=None)
 @given(capture=captures(), rule=st.sampled_from(HW_RULES), min_distance=st.integers(0, 8))
 def test_every_rule_on_whole_captures_matches_the_reference(scratch, capture, rule, min_distance):

@@ -79,22 +79,21 @@ def open_reduced(
     probabilities or from repeated steps. ``prefer_op``: the op a capture is reduced with when ``op``
     is left at "mean" (Halo Weave's rules ask for its own float32 means this way).
     """
-    if prefer_op is not None and op == "mean":
-        op = prefer_op
-    red = _open(source, op, layers, heads, every, tokens, over, recover, strict, progress)
+    red = _open(source, op, layers, heads, every, tokens, over, recover, strict, progress, prefer_op)
     if check:
         for problem in data_problems(red):
             warnings.warn(problem, DataWarning, stacklevel=2)
     return red
 
 
-def _open(source, op, layers, heads, every, tokens, over, recover, strict, progress):
+def _open(source, op, layers, heads, every, tokens, over, recover, strict, progress, prefer_op=None):
     from ..api import reduce
     from ..capture import Capture
     from ..reduction import Reduced
     from ..store import is_reduced_h5, load_reduced
 
-    options = dict(op=op, over=over, layers=layers, heads=heads, every=every, tokens=tokens)
+    capture_op = prefer_op if prefer_op is not None and op == "mean" else op  # how a capture is reduced
+    options = dict(op=capture_op, over=over, layers=layers, heads=heads, every=every, tokens=tokens)
     if isinstance(source, Capture):
         return source.reduce(**options)
     if isinstance(source, Reduced):
