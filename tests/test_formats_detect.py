@@ -47,6 +47,31 @@ def test_pretty_printed_json_is_not_json_lines(tmp_path):
     assert detect(path) == "json"
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"padding": "x" * 70000, "": {"attention": None}},  # an object holding "attention" deeper down
+        {"description": "attention " * 9000, "notes": {"type": "attention study"}},
+        {"prompt_tokens": [{"text": "attention"}] * 9000},  # a long prompt about attention, before the tokens
+    ],
+)
+def test_one_line_capture_with_attention_words_in_its_first_64_kib_is_single_json(tmp_path, first):
+    """A compact capture whose first 64 KiB hold "attention" or "type" but not "generated_tokens"."""
+    doc = {**first, "generated_tokens": [{"step": 0, "token_id": 1, "text": "", "position": 1, "attention": None}]}
+    doc.setdefault("prompt_tokens", [{"token_id": 0, "text": "a", "position": 0}])
+    path = tmp_path / "capture.json"
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+    assert detect(str(path)) == "json"
+
+
+def test_one_huge_token_line_is_json_lines(tmp_path):
+    line = {"step": 0, "token_id": 1, "text": "", "position": 1}
+    line["attention"] = {"shape": [1, 1, 20000], "context_length": 20000, "data": [0.5] * 20000}
+    path = tmp_path / "capture.json"
+    path.write_text(json.dumps(line, separators=(",", ":")) + "\n" + json.dumps(line, separators=(",", ":")))
+    assert detect(str(path)) == "jsonl"
+
+
 def test_base64_in_a_single_json_file(tmp_path):
     reference = str(tmp_path / "capture.json")
     write_capture(reference, **SYNTH)

@@ -90,7 +90,7 @@ def _open(source, op, layers, heads, every, tokens, over, recover, strict, progr
     from ..api import reduce
     from ..capture import Capture
     from ..reduction import Reduced
-    from ..store import is_reduced_h5, load_reduced
+    from ..store import is_reduce_output, load_reduced
 
     capture_op = prefer_op if prefer_op is not None and op == "mean" else op  # how a capture is reduced
     options = dict(op=capture_op, over=over, layers=layers, heads=heads, every=every, tokens=tokens)
@@ -100,8 +100,7 @@ def _open(source, op, layers, heads, every, tokens, over, recover, strict, progr
         _refuse_reduce_options("this result", op, over, layers, heads, source.op)
         return _subset_rows(source, every, tokens)
     path = os.fspath(source)
-    lower = path.lower()
-    if lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(path)):
+    if is_reduce_output(path):
         red = load_reduced(path)
         _refuse_reduce_options(path, op, over, layers, heads, red.op)
         return _subset_rows(red, every, tokens)

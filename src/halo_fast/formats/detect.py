@@ -32,6 +32,38 @@ PEEK_BYTES = 1 << 16
 JSON_STARTS = [bytes([c]) for c in b'{["-0123456789tfnNI']  # what a JSON value (or NaN, Infinity) begins with
 
 
+#: Keys of a generated-token line or a KoboldCPP event, and of a single capture, at the top of the object.
+LINE_KEYS = {"attention", "type", "step", "token"}
+CAPTURE_KEYS = {"metadata", "prompt_tokens", "generated_tokens"}
+
+
+def top_level_keys(text: bytes) -> set[str]:
+    """The keys of the outermost object that appear in ``text`` (the start of a JSON document): strings at
+    depth 1 followed by a colon, whatever the strings and nesting around them hold."""
+    keys: set[str] = set()
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == 0x22:  # a string: find its end, stepping over escapes
+            j = i + 1
+            while j < n and text[j] != 0x22:
+                j += 2 if text[j] == 0x5C else 1
+            if depth == 1:
+                k = j + 1
+                while k < n and text[k] in b" \t\r\n":
+                    k += 1
+                if k < n and text[k] == 0x3A:
+                    keys.add(text[i + 1 : j].decode("utf-8", "replace"))
+            i = j + 1
+            continue
+        if c in b"{[":
+            depth += 1
+        elif c in b"}]":
+            depth -= 1
+        i += 1
+    return keys
+
+
 def kind_of_text(head: bytes, name: str, complete: bool) -> str:
     """'json' or 'jsonl' for the first bytes of a (decompressed) text file."""
     if name.endswith(LINE_SUFFIXES):
@@ -43,9 +75,8 @@ def kind_of_text(head: bytes, name: str, complete: bool) -> str:
     if newline < 0:  # one line so far: a compact single JSON, or a huge first token line
         if complete or b'"generated_tokens"' in text:
             return "json"
-        return (
-            "jsonl" if (b'"attention"' in text or b'"type"' in text) and not text.startswith(b'{"metadata"') else "json"
-        )
+        keys = top_level_keys(text)  # a token line or event has these itself; a capture holds them deeper
+        return "jsonl" if keys & LINE_KEYS and not keys & CAPTURE_KEYS else "json"
     first, rest = text[:newline], text[newline + 1 :].lstrip(b" \t\r\n")
     if b'"generated_tokens"' in first or not rest.startswith(b"{"):
         return "json"

@@ -9,12 +9,13 @@ The two writers are imported where used, not here: the CLI imports this package 
 """
 
 from .atomic import atomic_directory, atomic_path, output_beside
-from .reduced import FORMATS, is_reduced_h5, load_reduced, save_reduced
+from .reduced import FORMATS, is_reduce_output, is_reduced_h5, load_reduced, save_reduced
 
 __all__ = [
     "FORMATS",
     "atomic_directory",
     "atomic_path",
+    "is_reduce_output",
     "is_reduced_h5",
     "load_reduced",
     "output_beside",

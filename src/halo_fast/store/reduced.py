@@ -110,6 +110,12 @@ def is_reduced_h5(path: str) -> bool:
         return False
 
 
+def is_reduce_output(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` names what ``reduce`` writes (.reduced.h5, .npz, or an .h5 of its layout), not a capture."""
+    lower = os.fspath(path).lower()
+    return lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(os.fspath(path)))
+
+
 def load_reduced(path: str | os.PathLike[str]) -> Reduced:
     """Read back what :func:`save_reduced` wrote (HDF5 or .npz; plain h5py / numpy files of that layout).
 
