@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,17 @@ def test_a_shorter_rerun_diverges_where_it_stops(scratch):
 
 def test_sentences_pair_in_order_and_skip_empty_texts():
     assert match_sentences(["a", "b", "a", ""], ["a", "", "a", "c"]) == [(0, 0), (2, 2)]
+
+
+@pytest.mark.decodes
+def test_runs_without_token_ids_are_refused(scratch, tmp_path):
+    import halo_fast
+
+    full = run_capture(scratch, SENTENCES, [(1, " A"), (2, " B")], 0)
+    doc = json.loads(Path(full).read_text())
+    for token in doc["generated_tokens"]:
+        del token["token_id"]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(doc))
+    with pytest.raises(halo_fast.CaptureError, match="no token_id"):
+        compare(full, str(bare))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,8 @@ def test_template_tokens_are_marked_and_never_pruned(scratch):
         "<|im_start|>",
     ]
     for unit in ("token", "sentence"):
-        result = prune(path, budget=100, unit=unit, policies=["peak", "hw_frontend", "hw_voting"])
+        with pytest.warns(UserWarning, match="hw_voting leaves .* unscored"):
+            result = prune(path, budget=100, unit=unit, policies=["peak", "hw_frontend", "hw_voting"])
         for policy, kept in result.kept.items():
             assert kept[mask].all(), (unit, policy)
         assert result.pruned_prompt("peak").count("<|im_start|>") == 5
@@ -75,8 +77,7 @@ def test_hw_frontend_sentences_go_in_prune_to_fit_order(scratch):
     order = score(path, "hw_frontend").prune_order
     result = prune(path, budget=100, unit="sentence", policies=["hw_frontend"])
     pruned = result.pruned_units["hw_frontend"]
-    assert pruned and pruned == [u for u in order if u in pruned]
-    assert pruned == order[: len(pruned)]
+    assert pruned and pruned == order[: len(pruned)]
 
 
 def test_hw_voting_never_prunes_what_it_never_scored(scratch):
@@ -84,7 +85,10 @@ def test_hw_voting_never_prunes_what_it_never_scored(scratch):
     votes = score(path, "hw_voting", min_distance=0)
     never = {int(p) for p, f in zip(votes.positions, votes.final) if not np.isfinite(f)}
     assert never
-    result = prune(path, budget=100, policies=["hw_voting"], params={"hw_voting": {"min_distance": 0}})
+    with pytest.warns(UserWarning, match="hw_voting leaves .* unscored") as caught:
+        result = prune(path, budget=100, policies=["hw_voting"], params={"hw_voting": {"min_distance": 0}})
+    unprotected_never = {i for i in never if not result.protected[i]}
+    assert f"leaves {len(unprotected_never)} unprotected" in str(caught[0].message) and unprotected_never
     assert never.isdisjoint(result.pruned_units["hw_voting"])
     assert result.pruned_units["hw_voting"]
 
@@ -168,3 +172,36 @@ def test_score_reads_reduce_outputs_exactly_or_warns(scratch, tmp_path):
     assert main(["reduce", path, "-o", str(plain)]) == 0
     with pytest.warns(DataWarning, match="aggregated as mean_js"):
         score(str(plain), "hw_frontend")
+
+
+def test_generated_texts_come_from_every_token_of_the_capture(scratch):
+    from halo_fast.analysis import open_reduced
+    from halo_fast.analysis.conversation import context_tokens
+
+    path, prompt = conversation_capture(scratch)  # step 0 has no attention: no row of the reduction holds it
+    red = open_reduced(path)
+    assert int(red.steps[0]) == 1
+    tokens = context_tokens(red)
+    assert tokens.text[len(prompt)] == " g0" and tokens.turn[len(prompt)] == tokens.current_turn == 4
+
+
+def test_hw_rules_warn_when_not_on_every_layer_head_and_step(scratch):
+    from halo_fast.analysis import DataWarning
+
+    path, _ = conversation_capture(scratch)
+    with pytest.warns(DataWarning, match="some layers or heads only"):
+        score(path, "hw_voting", reduce_options={"layers": [0]})
+    with pytest.warns(DataWarning, match="some steps only"):
+        score(path, "hw_frontend", reduce_options={"every": 2})
+
+
+def test_messages_need_turns(scratch, tmp_path, capsys):
+    path, prompt = conversation_capture(scratch)
+    doc = json.loads(Path(path).read_text())
+    for p in doc["prompt_tokens"]:
+        del p["turn_id"]
+    bare = tmp_path / "no_turns.json"
+    bare.write_text(json.dumps(doc))
+    out = tmp_path / "m.json"
+    assert main(["prune", str(bare), "--policies", "peak", "--write-prompt", str(out), "--messages"]) == 2
+    assert "turn_id" in capsys.readouterr().err and not out.exists()

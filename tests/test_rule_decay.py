@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -23,9 +25,12 @@ def capture(scratch):
 def test_decay_and_report_agree_for_the_rule(capture, tmp_path, rule):
     want = decay_analysis(capture, rule=rule).recommendation
     assert want["rule"] == rule and want["rule_decay"] == own_decay(rule, rule_defaults(rule))
-    answers = report(capture, tmp_path / "r.md", rule=rule)["answers"]
+    # the report's pruning runs the rule too: hw_voting says which tokens it cannot prune
+    expect = pytest.warns(UserWarning, match="unscored") if rule == "hw_voting" else contextlib.nullcontext()
+    with expect:
+        answers = report(capture, tmp_path / "r.md", rule=rule)["answers"]
     assert answers["rule"] == rule
-    assert answers["recommended_decay_rate"] == pytest.approx(want["decay_rate"], rel=0, abs=0)
+    assert answers["recommended_decay_rate"] == want["decay_rate"]
     assert f"for the rule {rule}" in (tmp_path / "r.md").read_text()
 
 

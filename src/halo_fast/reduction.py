@@ -238,6 +238,7 @@ def finish(
         every=int(every),
         tokens=None if tokens is None else _token_range(tokens),
         source=source,
+        extra={"capture_layers": plan.n_layers, "capture_heads": plan.n_heads},
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import open_reduced, prompt_length, sentence_index
-from .conversation import template_mask
+from .conversation import generated, template_mask
 from .scoring import probability_matrix
 from .sentences import sentence_matrices
 
@@ -32,26 +32,11 @@ class Generation:
     red: object
 
 
-def generation(source, kind=None, **reduce_options) -> Generation:
+def generation(source, **reduce_options) -> Generation:
     """The generated tokens of a capture (any format; a reduce output holds only its steps with attention)."""
-    from ..api import open_capture
-    from ..reduction import Reduced
-
     red = open_reduced(source, **reduce_options)
-    path = source if isinstance(source, (str, os.PathLike)) else red.source
-    lower = os.fspath(path or "").lower()
-    if path and not isinstance(source, Reduced) and not lower.endswith((".reduced.h5", ".npz")):
-        try:
-            with open_capture(path, recover=bool(red.extra.get("recovery"))) as cap:
-                table = cap.token_table
-                ids = np.asarray(table["token_id"], dtype=np.int64) if "token_id" in table else np.zeros(0, np.int64)
-                texts = [str(t) for t in table["text"]] if "text" in table else [""] * len(ids)
-                return Generation(os.fspath(path), ids, texts, red)
-        except ValueError:
-            pass  # an .h5 reduce output under another name: its rows are what there is
-    return Generation(
-        os.fspath(path or ""), np.asarray(red.token_ids, dtype=np.int64), [str(t) for t in red.texts], red
-    )
+    _, ids, texts = generated(red)
+    return Generation(os.fspath(red.source or ""), ids, texts, red)
 
 
 def sentence_texts(red) -> tuple[list[tuple[int, int]], list[str], np.ndarray]:
@@ -128,9 +113,15 @@ class Comparison:
 
 def compare(full, pruned, kind=None, **reduce_options) -> Comparison:
     """Compare the generation on the full prompt (``full``) with the one on the pruned prompt (``pruned``)."""
+    from ..errors import CaptureError
     from .kernels import edit_distance
 
-    a, b = generation(full, kind, **reduce_options), generation(pruned, kind, **reduce_options)
+    a, b = generation(full, **reduce_options), generation(pruned, **reduce_options)
+    for run in (a, b):
+        if (run.token_ids < 0).any():
+            raise CaptureError(
+                "its generated tokens have no token_id: compare needs them to say what changed", run.path
+            )
     n = min(len(a.token_ids), len(b.token_ids))
     differ = np.flatnonzero(a.token_ids[:n] != b.token_ids[:n])
     if len(differ):

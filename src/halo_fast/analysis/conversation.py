@@ -80,15 +80,38 @@ def _last_units(text: str, n: int) -> str:
     return units[-2 * n :].decode("utf-16-le", "surrogatepass")
 
 
+def generated(red) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(positions, token ids, texts) of every generated token -- those recorded without attention and
+    those a sampling left out too -- from the capture ``red`` was reduced from; from ``red``'s own rows
+    when that is not at hand (a reduce output holds only its steps with attention)."""
+    import os
+
+    from ..api import open_capture
+    from ..store import is_reduce_output
+
+    source = red.source
+    if source and os.path.exists(source) and not is_reduce_output(source):
+        with open_capture(source, recover=bool(red.extra.get("recovery"))) as cap:
+            table = cap.token_table
+            n = len(table)
+            positions = int_column(table, "position", n, -1)
+            ids = int_column(table, "token_id", n, -1)
+            texts = [_text(t) for t in (table["text"] if "text" in table else [""] * n)]
+            return positions, ids, texts
+    n = len(red.steps)
+    ids = np.asarray(red.token_ids, dtype=np.int64) if len(red.token_ids) else np.full(n, -1, np.int64)
+    return np.asarray(red.positions, dtype=np.int64), ids, [_text(t) for t in red.texts]
+
+
 def context_tokens(red) -> ContextTokens:
     """The front end's view of every position of ``red``'s context (see the module docstring)."""
     prompt = red.prompt
     n_prompt = len(prompt)
     width = int(np.asarray(red.data).shape[-1])
-    positions = np.asarray(getattr(red, "positions", np.zeros(0)), dtype=np.int64)
+    positions, _, gen_texts = generated(red)
     n = max(width, n_prompt, int(positions.max()) + 1 if len(positions) else 0)
-    turns = _column(prompt, "turn_id", n_prompt, 0)
-    sentences = _column(prompt, "sentence_id", n_prompt, 0)
+    turns = int_column(prompt, "turn_id", n_prompt, 0)
+    sentences = int_column(prompt, "sentence_id", n_prompt, 0)
     roles = [_text(r) for r in (prompt["message_role"] if "message_role" in prompt else [""] * n_prompt)]
     texts = [_text(t) for t in (prompt["text"] if "text" in prompt else [""] * n_prompt)]
     n_system = 0
@@ -98,7 +121,7 @@ def context_tokens(red) -> ContextTokens:
         current = int(turns[-1]) if roles[-1] == "assistant" else int(turns[-1]) + 1
     else:
         current = 0
-    generated_text = {int(p): _text(t) for p, t in zip(positions.tolist(), list(getattr(red, "texts", [])))}
+    generated_text = {int(p): t for p, t in zip(positions.tolist(), gen_texts) if p >= 0}
     replay = BoundaryReplay()
     for k in range(n_prompt):  # the turn being generated may have begun in the prompt (an assistant prefix)
         if int(turns[k]) == current:
@@ -119,7 +142,8 @@ def context_tokens(red) -> ContextTokens:
     return ContextTokens(turn, sentence, all_roles, all_texts, in_prompt, n_system, current)
 
 
-def _column(table, name: str, n: int, default: int) -> np.ndarray:
+def int_column(table, name: str, n: int, default: int) -> np.ndarray:
+    """Column ``name`` of a token table as int64 (``default`` for a missing column or a null)."""
     if name not in table:
         return np.full(n, default, dtype=np.int64)
     return np.array([default if v is None else int(v) for v in table[name]], dtype=np.int64)

@@ -122,11 +122,11 @@ def _median(values) -> float:
 
 
 def decay_analysis(
-    source, groups=None, kind=None, rule=None, params=None, rule_input=None, **reduce_options
+    source, groups=None, kind=None, rule=None, params=None, rule_input=None, replay_cache=None, **reduce_options
 ) -> DecayResult:
     """Trend of every prompt token, sentence, group and role, and the decay rate recommended for ``rule``
     (default ``hw_frontend``; ``params`` its parameters; ``rule_input``: the reduced attention a Halo Weave
-    rule reads, when ``source`` has been transformed -- softmaxed -- from it)."""
+    rule reads, when ``source`` has been transformed -- softmaxed -- from it; ``replay_cache``: see ``prune``)."""
     from .rule_decay import DEFAULT_RULE, recommend
     from .scoring import rule_defaults
 
@@ -178,8 +178,9 @@ def decay_analysis(
     finite = np.isfinite(tokens.rate[1:])
     negative = float(np.mean(tokens.rate[1:][finite] > 0)) if finite.any() else float("nan")
     probs = data if kind == "probabilities" else to_probabilities(data, ctx)
-    fades = fit_series(steps, probs[:, :n_prompt], "probabilities").rate
-    recommendation = recommend(rule_input or red, rule, rule_params, fades, n_prompt, (probs, ctx))
+    fades = tokens.rate if kind == "probabilities" else fit_series(steps, probs[:, :n_prompt], "probabilities").rate
+    source_red = rule_input if rule_input is not None else red
+    recommendation = recommend(source_red, rule, rule_params, fades, n_prompt, (probs, ctx), replay_cache)
     positions = np.asarray(red.prompt["position"])[:n_prompt] if "position" in red.prompt else np.arange(n_prompt)
     return DecayResult(
         kind,

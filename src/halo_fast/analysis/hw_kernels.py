@@ -7,11 +7,12 @@ where numpy itself must compute them for the numbers to be numpy's. Scores are
 indexed by position; a position a rule never scores is left as the caller set it
 (NaN). The arithmetic is Halo Weave's, operation by operation: JavaScript doubles and
 ``| 0`` for the front end; for the offline strategies numpy's float32 where its code
-computes in float32, and its integer widths. A NaN in the context is a number like
-any other here (it compares false), as it is in Halo Weave's code.
+computes in float32, and its integer widths. A NaN in the data is a number like any
+other here (it compares false), as it is in Halo Weave's code.
 
 Every loop is bounded by each array it indexes. Each kernel has a plain-Python twin
-in ``tests/test_hw_rules.py``, a line-by-line reading of Halo Weave's code.
+in ``tests/hw_reference.py``, a line-by-line reading of Halo Weave's code, which
+``tests/test_hw_rules.py`` compares it with.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ DECAY_MODES = {"none": 0, "additive": 1, "exponential": 2}
 #: The three numeric types a cumulative score can hold under numpy's promotion (NEP 50):
 #: a Python float (weak: an operation with a float32 is done in float32), a float32 and a float64.
 PY, F32, F64 = 0, 1, 2
-INT32_MIN, INT64_MIN = -(2**31), -(2**63)
 
 
 @kernel(inline="always")
@@ -203,8 +203,8 @@ def bos_magnitude(data, ctx, row_threshold, known, start, int32, traj, out_final
     n_steps = min(data.shape[0], ctx.shape[0], row_threshold.shape[0])
     n_pos = min(out_final.shape[0], out_peak.shape[0], max(known, 0))
     keep_traj = traj.shape[0] == n_steps and traj.shape[1] == out_final.shape[0] and n_steps > 0
-    lo = -2147483648.0 if int32 else -9223372036854775808.0
-    hi = 2147483647.0 if int32 else 9223372036854775807.0
+    lo = -(2.0**31) if int32 else -(2.0**63)  # the integer range of each width
+    hi = 2.0**31 - 1.0 if int32 else 2.0**63 - 1.0
     for i in prange(1, n_pos):
         score = np.int64(start)
         peak = score

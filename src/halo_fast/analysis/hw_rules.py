@@ -22,6 +22,7 @@ out every position that never got a vote, as its output does).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,18 +71,18 @@ FRONTEND_START = 10000.0  # a token's brightness when it enters, and the cap
 STRATEGY_START = 255
 
 
+@dataclass
 class HWResult:
     """What one replay gives: ``positions`` scored, ``final`` and ``peak`` aligned with them (NaN: not
     scored), ``trajectory`` ([T, len(positions)] or None), the parameters used, and for ``hw_frontend``
     the ``prune_order``."""
 
-    def __init__(self, positions, final, peak, trajectory, params, order=None):
-        self.positions = positions
-        self.final = final
-        self.peak = peak
-        self.trajectory = trajectory
-        self.params = params
-        self.prune_order = order
+    positions: np.ndarray
+    final: np.ndarray
+    peak: np.ndarray
+    trajectory: np.ndarray | None
+    params: dict
+    prune_order: list | None = None
 
 
 def check_params(rule: str, params: dict) -> dict:
@@ -193,16 +194,28 @@ def hw_scores(data, ctx, rule: str, n_prompt: int, tokens: ContextTokens | None,
     return HWResult(positions, final[first:], peak[first:], traj[:, first:] if trajectory else None, p, order)
 
 
+def aggregated_as(red, rule: str) -> bool:
+    """``red`` holds the rule's own aggregation (op, over layers and heads)."""
+    return red.op == AGGREGATION[rule] and sorted(red.over) == ["heads", "layers"]
+
+
 def aggregation_warning(red, rule: str) -> str | None:
-    """Why a replay of ``rule`` on ``red`` may not give Halo Weave's numbers exactly, or None."""
+    """Why a replay of ``rule`` on ``red`` does not give Halo Weave's numbers exactly, or None: another
+    aggregation, some layers or heads only (when known), or some steps only."""
     want = AGGREGATION[rule]
-    if red.op == want and sorted(red.over) == ["heads", "layers"]:
-        return None
-    return (
-        f"{red.source or 'this input'}: {rule} replays Halo Weave's rule on attention aggregated as {want} over "
-        f"layers and heads; this input holds {red.op} over {'+'.join(red.over)}, so a score near an integer "
-        f"boundary can differ (run on the capture itself, or reduce it with --op {want})"
-    )
+    name = red.source or "this input"
+    if not aggregated_as(red, rule):
+        return (
+            f"{name}: {rule} replays Halo Weave's rule on attention aggregated as {want} over layers and heads; "
+            f"this input holds {red.op} over {'+'.join(red.over)}, so a score near an integer boundary can differ "
+            f"(run on the capture itself, or reduce it with --op {want})"
+        )
+    n_layers, n_heads = red.extra.get("capture_layers"), red.extra.get("capture_heads")
+    if (n_layers is not None and len(red.layers) != n_layers) or (n_heads is not None and len(red.heads) != n_heads):
+        return f"{name}: {rule} on some layers or heads only: Halo Weave's rule averages all of them"
+    if red.every != 1 or red.tokens is not None:
+        return f"{name}: {rule} on some steps only (--every / --tokens): Halo Weave's rule sees every step"
+    return None
 
 
 def warn_if_inexact(red, rule: str) -> None:
@@ -216,24 +229,33 @@ def warn_if_inexact(red, rule: str) -> None:
 def replay_input(red, rule: str, cache: dict | None = None):
     """The reduced attention a replay of ``rule`` reads: ``red`` itself when it is aggregated as the rule
     aggregates; else the capture ``red`` was reduced from, reduced again that way (once per aggregation:
-    ``cache``), with ``red``'s sampling; else ``red``, with the DataWarning of :func:`warn_if_inexact`."""
+    ``cache``), with ``red``'s layers, heads and steps; else ``red``. Whatever still keeps the replay from
+    being Halo Weave's own numbers is a DataWarning (:func:`aggregation_warning`)."""
     import os
 
-    from ..store import is_reduced_h5
+    from ..store import is_reduce_output
     from . import open_reduced
 
     want = AGGREGATION[rule]
-    if aggregation_warning(red, rule) is None:
-        return red
-    cache = {} if cache is None else cache
-    if want in cache:
-        return cache[want]
-    source = red.source
-    lower = (source or "").lower()
-    is_output = lower.endswith((".reduced.h5", ".npz")) or (lower.endswith(".h5") and is_reduced_h5(source))
-    if source and os.path.exists(source) and not is_output:
-        recover = bool(red.extra.get("recovery"))  # read as red was: a cut capture's complete tokens
-        cache[want] = open_reduced(source, op=want, every=red.every, tokens=red.tokens, recover=recover, check=False)
-        return cache[want]
-    warn_if_inexact(red, rule)
-    return red
+    own = red
+    if not aggregated_as(red, rule):
+        cache = {} if cache is None else cache
+        source = red.source
+        if want in cache:
+            own = cache[want]
+        elif source and os.path.exists(source) and not is_reduce_output(source):
+            n_layers, n_heads = red.extra.get("capture_layers"), red.extra.get("capture_heads")
+            own = cache[want] = open_reduced(
+                source,
+                op=want,
+                layers=None if len(red.layers) == n_layers else red.layers,
+                heads=None if len(red.heads) == n_heads else red.heads,
+                every=red.every,
+                tokens=red.tokens,
+                recover=bool(red.extra.get("recovery")),  # read as red was: a cut capture's complete tokens
+                check=False,
+            )
+            own.extra.setdefault("capture_layers", n_layers)
+            own.extra.setdefault("capture_heads", n_heads)
+    warn_if_inexact(own, rule)
+    return own

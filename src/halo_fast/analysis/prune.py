@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import matrix, open_reduced, prompt_length, sentence_index
-from .conversation import context_tokens, template_mask
+from .conversation import context_tokens, int_column, messages, template_mask
 from .hw_rules import HW_RULES, hw_scores, replay_input
 from .scoring import probability_matrix, score_matrix
 from .sentences import sentence_matrices
@@ -89,6 +89,29 @@ def choose_pruned(scores: np.ndarray, tiebreak: np.ndarray, candidates: np.ndarr
     return np.sort(candidates[order[:n]])
 
 
+def _turns(prompt, n_prompt: int):
+    """int64 turn_id of each prompt token, or None when the prompt records none (a missing field reads as -1)."""
+    if "turn_id" not in prompt:
+        return None
+    turns = int_column(prompt, "turn_id", n_prompt, -1)[:n_prompt]
+    return None if len(turns) and (turns < 0).all() else turns
+
+
+def _warn_unscored(policy: str, scores: np.ndarray, protected: np.ndarray) -> None:
+    """A Halo Weave rule that leaves unprotected prompt tokens unscored prunes none of them: say so."""
+    import warnings
+
+    unscored = int(np.count_nonzero(~protected & ~np.isfinite(scores)))
+    if unscored:
+        sensible = " (halo_fast's voting scores them 0)" if policy == "hw_voting" else ""
+        warnings.warn(
+            f"{policy} leaves {unscored} unprotected prompt tokens unscored, so they are no pruning candidates, as "
+            f"in Halo Weave's own ranking{sensible}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def front_end_choice(order, sent, candidates: np.ndarray, budget: float) -> np.ndarray:
     """Sentence indices ``pruneToFit`` deletes first (``order``: its [turn, sentence] list), candidates
     only, until ``round(budget% of candidates)`` are chosen; in the order it deletes them."""
@@ -117,7 +140,7 @@ class PruneResult:
     mass: dict  # policy -> float64 [T]
     pruned_units: dict  # policy -> list of pruned units (positions or [turn, sentence])
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    turns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    turns: np.ndarray | None = None  # turn_id of each prompt token (None: the prompt records no turns)
     roles: list = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -162,9 +185,10 @@ class PruneResult:
         return "".join(self.texts[i] for i in np.flatnonzero(self.kept[policy]))
 
     def pruned_messages(self, policy: str) -> list[dict]:
-        """The kept prompt as chat messages, ``[{role, content}, ...]`` per turn (:func:`.conversation.messages`)."""
-        from .conversation import messages
-
+        """The kept prompt as chat messages, ``[{role, content}, ...]`` per turn (:func:`.conversation.messages`);
+        a ValueError when the prompt records no turns."""
+        if self.turns is None:
+            raise ValueError("the prompt has no turn_id column: --messages needs to know its turns")
         return messages(self.texts, self.turns, self.roles, self.kept[policy])
 
 
@@ -178,10 +202,13 @@ def prune(
     params=None,
     kind=None,
     reduce_options=None,
+    replay_cache=None,
 ) -> PruneResult:
     """Simulate pruning ``budget`` % of the unprotected prompt units by each policy and compare them.
 
-    ``params``: {policy: {rule parameter: value}} for the score policies.
+    ``params``: {policy: {rule parameter: value}} for the score policies. ``replay_cache``: a dict
+    shared with other analyses of the same capture, so that a Halo Weave rule's own aggregation is
+    read once (:func:`~.hw_rules.replay_input`).
     """
     from .kernels import mass_retained
 
@@ -217,13 +244,14 @@ def prune(
             sent_mean = np.nanmean(total, axis=0) if len(total) else np.zeros(len(sent))
             sent_peak = np.nanmax(total, axis=0) if len(total) else np.zeros(len(sent))
     kept, pruned_units = {}, {}
-    cache: dict = {}
+    cache: dict = {} if replay_cache is None else replay_cache
     no_tiebreak = np.zeros(max(n_prompt, len(sent)))
     for policy in policies:
         own = (params or {}).get(policy)
         hw = policy in HW_RULES
         if hw:
             per_token, order = hw_policy_scores(red, policy, n_prompt, own, cache)
+            _warn_unscored(policy, per_token, protected)
         else:
             per_token = order = None
         if unit == "token":
@@ -264,6 +292,6 @@ def prune(
         {p: mass[k] for k, p in enumerate(names)},
         pruned_units,
         np.asarray(red.steps),
-        np.asarray(red.prompt["turn_id"])[:n_prompt] if "turn_id" in red.prompt else np.zeros(n_prompt, np.int64),
+        _turns(red.prompt, n_prompt),
         [str(r) for r in roles],
     )

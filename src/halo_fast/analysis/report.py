@@ -91,12 +91,20 @@ def report(
     kind = value_kind(data, kind)
     probs = red if kind == "probabilities" else dataclasses.replace(red, data=to_probabilities(data, ctx))
     once = {"check": False}  # open_reduced above warned about the data already: the parts need not repeat it
+    replays: dict = {}  # a Halo Weave rule's own aggregation, read once for decay and prune
     parts = {
         "red": red,
         "kind": kind,
         "sentences": sentence_attention(probs, groups=groups, kind="probabilities", **once),
         "decay": decay_analysis(
-            probs, groups=groups, kind="probabilities", rule=rule, params=params, rule_input=red, **once
+            probs,
+            groups=groups,
+            kind="probabilities",
+            rule=rule,
+            params=params,
+            rule_input=red,
+            replay_cache=replays,
+            **once,
         ),
         "raw_decay": decay_analysis(red, groups=groups, kind="logits", **once) if kind == "logits" else None,
         "distance": distance_analysis(probs, kind="probabilities", **once),
@@ -108,6 +116,7 @@ def report(
             policies=_policies(rule),
             params={rule: params} if rule and params else None,
             reduce_options=once,
+            replay_cache=replays,
         ),
         "stats": step_stats(red, kind=kind, **once),
     }

@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from . import matrix
+from .decay import _median
 from .hw_rules import HW_RULES, distance_weights, replay_input, row_means
 
 #: The rule a recommendation is for when none is named: the front end's own brightness.
@@ -56,43 +57,47 @@ def own_decay(rule: str, params: dict) -> float:
     return 1.0
 
 
-def increments(red, rule: str, params: dict, n_prompt: int, probabilities) -> np.ndarray:
+def increments(red, rule: str, params: dict, n_prompt: int, probabilities, cache=None) -> np.ndarray:
     """float64 ``[T, n_prompt]``: what ``rule`` adds to each prompt token's score per step (0 when it adds
-    nothing, NaN beyond the step's context). halo_fast's rules read ``probabilities`` ((data, ctx));
-    Halo Weave's their own aggregation of ``red``, as recorded."""
+    nothing, NaN beyond the step's context or where the rule never scores: the front end's system
+    prompt). halo_fast's rules read ``probabilities`` ((data, ctx)); Halo Weave's their own
+    aggregation of ``red``, as recorded (``cache``: :func:`~.hw_rules.replay_input`'s)."""
     from . import hw_kernels as hk
+    from .conversation import context_tokens
 
-    if rule in HW_RULES:
-        data, ctx = matrix(replay_input(red, rule))
-    else:
-        data, ctx = probabilities
+    own = replay_input(red, rule, cache) if rule in HW_RULES else None
+    data, ctx = matrix(own) if own is not None else probabilities
     a = data[:, :n_prompt].astype(np.float64)
     t_steps, n = a.shape
     inside = np.arange(n)[None, :] < np.asarray(ctx)[:, None]
     a = np.where(inside, a, np.nan)
+    nothing = np.where(np.isnan(a), np.nan, 0.0)
+    d = np.asarray(ctx)[:, None] - np.arange(n)[None, :]
     with np.errstate(all="ignore"):
-        if rule in ("hw_frontend", "magnitude"):
+        if rule in ("hw_frontend", "magnitude"):  # the integer part of the quotient: ``| 0`` and ``int()``
             th = np.empty(t_steps)
             if rule == "hw_frontend":
                 hk.frontend_thresholds(data, ctx, th)
             else:
                 th = (1.0 - data[:, 0].astype(np.float64)) / (ctx.astype(np.float64) - 1.0)
             th = np.where((th > 0) & np.isfinite(th), th, np.nan)[:, None]
-            return np.where(a > th, a / th, np.where(np.isnan(a), np.nan, 0.0))
+            out = np.where(a > th, np.trunc(a / th), nothing)
+            if rule == "hw_frontend":
+                out[:, : context_tokens(own).n_system] = np.nan  # held apart, never scored
+            return out
         if rule in ("hw_magnitude_v2", "hw_magnitude_v3"):
+            known = n_prompt if params["known_tokens"] is None else int(params["known_tokens"])
             th = np.empty(t_steps)
-            hk.bos_thresholds(data, ctx, n_prompt, th)
-            return np.where(a > th[:, None], a / th[:, None], np.where(np.isnan(a), np.nan, 0.0))
+            hk.bos_thresholds(data, ctx, known, th)
+            return np.where(a > th[:, None], np.trunc(a / th[:, None]), nothing)
         if rule in ("hw_magnitude_v1", "hw_symmetric_voting", "hw_voting", "voting"):
             means = row_means(data, ctx).astype(np.float64)[:, None]
             if rule == "hw_magnitude_v1":
-                return np.where(a > means, a / means, np.where(np.isnan(a), np.nan, 0.0))
-            votes = np.where(a > means, 1.0, np.where(np.isnan(a), np.nan, 0.0))
+                return np.where(a > means, np.trunc(a / means), nothing)
+            votes = np.where(a > means, 1.0, nothing)
             if rule != "hw_symmetric_voting":
-                far = (np.asarray(ctx)[:, None] - np.arange(n)[None, :]) >= int(params["min_distance"])
-                votes = np.where(far | np.isnan(votes), votes, 0.0)
+                votes = np.where((d >= int(params["min_distance"])) | np.isnan(votes), votes, 0.0)
             return votes
-        d = np.asarray(ctx)[:, None] - np.arange(n)[None, :]
         if rule == "hw_cumulative":
             mode = params["distance_mode"]
             weight = distance_weights(mode, float(params["distance_scale"]), int(max(ctx.max(initial=0), 1)))
@@ -100,7 +105,9 @@ def increments(red, rule: str, params: dict, n_prompt: int, probabilities) -> np
             if mode != "none":
                 w = np.where(d < int(params["min_distance"]), 0.0, w)
             return w * a
-        return float(params["boost"]) * _own_weight(d, params) * a
+        if rule == "cumulative":
+            return float(params["boost"]) * _own_weight(d, params) * a
+    raise ValueError(f"no increment defined for rule {rule!r}")
 
 
 def _own_weight(d: np.ndarray, params: dict) -> np.ndarray:
@@ -113,10 +120,10 @@ def _own_weight(d: np.ndarray, params: dict) -> np.ndarray:
     return np.where(d <= float(params["min_distance"]), 1.0, grown)
 
 
-def recommend(red, rule: str, params: dict, rates: np.ndarray, n_prompt: int, probabilities) -> dict:
+def recommend(red, rule: str, params: dict, rates: np.ndarray, n_prompt: int, probabilities, cache=None) -> dict:
     """The recommendation for ``rule`` (see the module docstring); ``rates``: the fitted fade of each prompt
     token (BOS first, as :func:`.decay.fit_series` gives them)."""
-    inc = increments(red, rule, params, n_prompt, probabilities)[:, 1:]
+    inc = increments(red, rule, params, n_prompt, probabilities, cache)[:, 1:]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         level = np.nanmean(inc, axis=0) if inc.size else np.zeros(inc.shape[1])
@@ -144,12 +151,6 @@ def recommend(red, rule: str, params: dict, rates: np.ndarray, n_prompt: int, pr
         f"step, over the tokens it rewards at least once (BOS excluded), in {units}: what the attention's own fading takes from a median token's gains "
         f"each step; {rule} itself subtracts {mine:g} per step",
     }
-
-
-def _median(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if len(values) else float("nan")
 
 
 def describe(rec: dict) -> str:

@@ -227,7 +227,9 @@ def cumulative_score(source, **kwargs) -> Scores:
 def ranked(scores: Scores, tokens) -> dict:
     """Sentences and tokens ranked by final score, highest first (ties in context order): a sentence's
     score is the highest final score of its scored tokens, as Halo Weave's ``_group_tokens_by_sentence``
-    ranks them; ``tokens`` is the capture's :class:`~.conversation.ContextTokens`."""
+    ranks them (which also keys by role: a sentence here is halo_fast's (turn, sentence), whose tokens
+    share one role in any capture Halo Weave writes); ``tokens`` is the capture's
+    :class:`~.conversation.ContextTokens`."""
     rows: dict[tuple[int, int], dict] = {}
     token_rows = []
     for p, f, k in zip(scores.positions.tolist(), scores.final.tolist(), scores.peak.tolist()):

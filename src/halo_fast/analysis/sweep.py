@@ -8,9 +8,11 @@ step's prompt attention that the kept tokens hold. With the clamp at 0, only the
 ``boost / decay_rate`` (and the distance weighting) changes the ranking.
 
 The sweep is of halo_fast's ``cumulative`` rule, so the decay rate it recommends beside the
-grid (:mod:`.rule_decay`, with the first grid point's weighting) is for that rule, in its
-units -- the same number ``decay --rule cumulative`` gives; ``decay`` and ``report`` default
-to the front end's rule, ``hw_frontend``, whose units differ.
+grid (:mod:`.rule_decay`, with the first grid point's ``boost`` and distance weighting) is
+for that rule, in its units -- the number ``decay --rule cumulative`` gives with the same
+``--param`` values; ``decay`` and ``report`` default to the front end's rule,
+``hw_frontend``, whose units differ. Protected like ``prune``'s: BOS, the chat template's
+tokens and (``protect_system``) the system prompt.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import open_reduced, prompt_length
+from .conversation import template_mask
 from .prune import choose_pruned, token_scores
 from .scoring import probability_matrix
 from .text import fmt
@@ -128,7 +131,8 @@ def sweep(source, budget=30.0, protect_system=True, kind=None, reduce_options=No
         final,
         peak,
     )
-    protected = np.zeros(n_prompt, dtype=bool)
+    texts = [str(t) for t in red.prompt["text"][:n_prompt]] if "text" in red.prompt else [""] * n_prompt
+    protected = template_mask(texts)  # as prune protects them: BOS, the chat template, the system prompt
     protected[:1] = True
     if protect_system and "message_role" in red.prompt:
         protected |= np.array([str(r) == "system" for r in red.prompt["message_role"][:n_prompt]])

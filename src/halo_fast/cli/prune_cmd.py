@@ -75,13 +75,14 @@ def run(args) -> Output:
         )
     out = result.to_json()
     if args.write_prompt:
+        with usage_errors():
+            if args.messages:
+                text = json.dumps(result.pruned_messages(args.policy), ensure_ascii=False, indent=1) + "\n"
+            else:
+                text = result.pruned_prompt(args.policy)
         with atomic_path(args.write_prompt, args.force) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
-                if args.messages:
-                    json.dump(result.pruned_messages(args.policy), f, ensure_ascii=False, indent=1)
-                    f.write("\n")
-                else:
-                    f.write(result.pruned_prompt(args.policy))
+                f.write(text)
         out["written"] = {
             "path": args.write_prompt,
             "policy": args.policy,
