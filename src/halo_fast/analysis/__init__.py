@@ -245,6 +245,13 @@ def to_probabilities(data: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return out
 
 
+def finite_median(values) -> float:
+    """The median of the finite values (NaN when there is none)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else float("nan")
+
+
 def prompt_length(red) -> int:
     return min(len(red.prompt), np.asarray(red.data).shape[-1])
 

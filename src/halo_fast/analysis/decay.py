@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import finite_median as _median
 from . import matrix, open_reduced, planted_groups, prompt_length, sentence_index, to_probabilities, value_kind
 from .sentences import sentence_matrices
 from .text import fmt
@@ -113,12 +114,6 @@ def _num(x):
         return None
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _median(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if len(values) else float("nan")
 
 
 def decay_analysis(

@@ -28,8 +28,8 @@ import warnings
 
 import numpy as np
 
+from . import finite_median as _median
 from . import matrix
-from .decay import _median
 from .hw_rules import HW_RULES, distance_weights, replay_input, row_means
 
 #: The rule a recommendation is for when none is named: the front end's own brightness.
