@@ -38,3 +38,30 @@ def write(path, doc):
     with open(path, "w") as f:
         json.dump(doc, f)
     return str(path)
+
+
+def capture_in_memory(doc, path="memory.json"):
+    """The :class:`~halo_fast.Capture` of a document from :func:`capture_doc`, built without the decoder
+    (for tests that run the analysis kernels as plain Python)."""
+    import numpy as np
+
+    from halo_fast.capture import PROMPT_COLUMNS, TOKEN_COLUMNS, Capture, Table
+
+    records, shapes, blocks = [], [], []
+    for token in doc["generated_tokens"]:
+        attention = token["attention"]
+        shape = attention["shape"] if attention else [0, 0, 0]
+        records.append(dict(token, context_length=shape[2], has_attention=attention is not None))
+        shapes.append(shape)
+        blocks.append(np.array(attention["data"] if attention else [], dtype=np.float32))
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blocks])]).astype(np.int64)
+    values = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return Capture(
+        doc["metadata"],
+        Table.from_records(doc["prompt_tokens"], PROMPT_COLUMNS),
+        Table.from_records(records, TOKEN_COLUMNS),
+        values,
+        offsets,
+        np.array(shapes, dtype=np.int64),
+        path,
+    )

@@ -173,10 +173,11 @@ def cumulative(
     return {p: float(v) for p, v in scores.items()}
 
 
-def prune_to_fit(sentences: list[dict], current_turn: int) -> list[list[int]]:
+def prune_to_fit(sentences: list[dict], current_turn: int, fits=None) -> list[list[int]]:
     """conversation.js pruneToFit(0) with _isAnchorProtected, transcribed with lists and filters.
 
-    ``sentences``: getSentences() order, each {turn_id, sentence_id, role, peak}.
+    ``sentences``: getSentences() order, each {turn_id, sentence_id, role, peak}. ``fits``: called
+    with the deletions so far after each one (a sentence with its pair); True stops (pruneToFit(budget)).
     """
     live = [dict(s, deleted=False) for s in sentences]
     out = []
@@ -226,3 +227,5 @@ def prune_to_fit(sentences: list[dict], current_turn: int) -> list[list[int]]:
         if pair is not None:
             pair["deleted"] = True
             out.append([pair["turn_id"], pair["sentence_id"]])
+        if fits is not None and fits(out):
+            return out

@@ -19,7 +19,7 @@ from halo_fast.cli.common import join_dash_values
 from halo_fast.cli.main import build_parser, main
 from halo_fast.synth import write_capture
 
-CAPTURE_COMMANDS = ["reduce", "info", "check", "decode", "convert", "sentences", "decay", "distance", "stats"]
+CAPTURE_COMMANDS = ["reduce", "info", "check", "decode", "convert", "sentences", "decay", "distance", "stats", "evict"]
 ANALYSES = ["sentences", "decay", "distance", "stats", "score", "prune", "compare", "sweep", "report", "heatmap"]
 
 
@@ -92,7 +92,9 @@ def test_negative_selections_take_a_space(capture, tmp_path, capsys):
     assert main(["sentences", capture, "--heads", "-2", "--json"]) == 0
 
 
-@pytest.mark.parametrize("command", ["report", "sentences", "decay", "stats", "distance", "info", "check", "decode"])
+@pytest.mark.parametrize(
+    "command", ["report", "sentences", "decay", "stats", "distance", "info", "check", "decode", "evict"]
+)
 def test_analyses_accept_recover(command, truncated, tmp_path, capsys):
     args = [command, truncated, "--recover"]
     if command == "report":
@@ -113,6 +115,8 @@ def test_analyses_accept_recover(command, truncated, tmp_path, capsys):
         ["sentences", "{c}", "--tokens", "1000:2000"],
         ["stats", "{c}", "--tokens", "3:3"],
         ["decay", "{c}", "--every", "0"],
+        ["evict", "{c}", "--tokens", "1000:2000", "-o", "{d}/t.csv"],
+        ["evict", "{c}", "--budgets", "0"],
     ],
 )
 def test_empty_selections_are_usage_errors(args, capture, tmp_path, capsys):
@@ -142,7 +146,7 @@ def test_over_and_grid_errors_name_the_option(capture, capsys):
 # ----------------------------------------------------------------- defect 5: the output folder first
 
 
-@pytest.mark.parametrize("command", ["reduce", "convert"])
+@pytest.mark.parametrize("command", ["reduce", "convert", "evict"])
 def test_an_unwritable_output_folder_is_found_before_the_read(command, capture, capsys, monkeypatch):
     import halo_fast.api
 

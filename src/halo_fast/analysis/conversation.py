@@ -16,6 +16,7 @@ as it goes: the order in which it deletes sentences.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,10 +106,14 @@ def generated(red) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def context_tokens(red) -> ContextTokens:
     """The front end's view of every position of ``red``'s context (see the module docstring)."""
-    prompt = red.prompt
-    n_prompt = len(prompt)
-    width = int(np.asarray(red.data).shape[-1])
     positions, _, gen_texts = generated(red)
+    return build_context(red.prompt, int(np.asarray(red.data).shape[-1]), positions, gen_texts)
+
+
+def build_context(prompt, width: int, positions: np.ndarray, gen_texts: list[str]) -> ContextTokens:
+    """:func:`context_tokens` from its parts: the prompt table, the context's width, and the position
+    and text of every generated token."""
+    n_prompt = len(prompt)
     n = max(width, n_prompt, int(positions.max()) + 1 if len(positions) else 0)
     turns = int_column(prompt, "turn_id", n_prompt, 0)
     sentences = int_column(prompt, "sentence_id", n_prompt, 0)
@@ -163,11 +168,16 @@ class _Sentence:
     live: bool = True
 
 
-def front_end_sentences(tokens: ContextTokens, brightness: np.ndarray) -> list[_Sentence]:
+def front_end_sentences(
+    tokens: ContextTokens, brightness: np.ndarray, alive: np.ndarray | None = None, stop: int | None = None
+) -> list[_Sentence]:
     """``getSentences`` over the conversation tokens (the system prompt is not among them): one per
-    (turn, sentence, role) in order of first token, with the peak brightness of its tokens."""
+    (turn, sentence, role) in order of first token, with the peak brightness of its tokens. ``alive``
+    and ``stop``: only the positions below ``stop`` not yet deleted (the front end's list mid-run)."""
     found: dict[tuple[int, int, str], _Sentence] = {}
-    for p in range(tokens.n_system, len(tokens)):
+    for p in range(tokens.n_system, len(tokens) if stop is None else min(stop, len(tokens))):
+        if alive is not None and not alive[p]:
+            continue
         key = (int(tokens.turn[p]), int(tokens.sentence[p]), tokens.role[p])
         s = found.get(key)
         if s is None:
@@ -181,15 +191,22 @@ def front_end_sentences(tokens: ContextTokens, brightness: np.ndarray) -> list[_
 
 def prune_order(tokens: ContextTokens, brightness: np.ndarray) -> list[list[int]]:
     """``[turn_id, sentence_id]`` of each sentence ``pruneToFit`` deletes, in order, when it prunes as far
-    as it goes after the last step: the current turn, the system prompt and anchor-protected sentences
-    are skipped, a solo anchor goes with its solo pair, at least one prunable sentence is kept, and the
-    lowest peak brightness goes first (the earliest on ties)."""
+    as it goes after the last step (:func:`prune_steps`)."""
     sentences = front_end_sentences(tokens, brightness)
+    return [[s.turn, s.sentence] for group in prune_steps(sentences, tokens.current_turn) for s in group]
+
+
+def prune_steps(sentences: list[_Sentence], current_turn: int) -> Iterator[list[_Sentence]]:
+    """``pruneToFit``'s deletions in order, one group at a time (a sentence, or a solo anchor with its solo
+    pair), for a caller that stops once the context fits: the current turn, the system prompt and
+    anchor-protected sentences are skipped, a solo anchor goes with its solo pair, at least one prunable
+    sentence is kept, and the lowest peak brightness goes first (the earliest on ties). Deleted
+    sentences are marked not ``live``."""
     by_key = {(s.turn, s.sentence, s.role): s for s in sentences}
     live_in_turn: dict[tuple[int, str], int] = {}
     for s in sentences:
-        live_in_turn[(s.turn, s.role)] = live_in_turn.get((s.turn, s.role), 0) + 1
-    order: list[list[int]] = []
+        if s.live:
+            live_in_turn[(s.turn, s.role)] = live_in_turn.get((s.turn, s.role), 0) + 1
 
     def paired(s):
         if s.role == "user":
@@ -213,12 +230,11 @@ def prune_order(tokens: ContextTokens, brightness: np.ndarray) -> list[list[int]
     def delete(s) -> None:
         s.live = False
         live_in_turn[(s.turn, s.role)] -= 1
-        order.append([s.turn, s.sentence])
 
     while True:
         lowest, count = None, 0
         for s in sentences:
-            if not s.live or s.turn == tokens.current_turn or (s.turn == 0 and s.role == "system"):
+            if not s.live or s.turn == current_turn or (s.turn == 0 and s.role == "system"):
                 continue
             if anchor_protected(s):
                 continue
@@ -226,11 +242,14 @@ def prune_order(tokens: ContextTokens, brightness: np.ndarray) -> list[list[int]
             if lowest is None or s.peak < lowest.peak:
                 lowest = s
         if count <= 1 or lowest is None:
-            return order
+            return
         pair = paired(lowest) if lowest.sentence == 0 else None
         delete(lowest)
+        group = [lowest]
         if pair is not None:
             delete(pair)
+            group.append(pair)
+        yield group
 
 
 #: Special tokens of the chat template (ChatML, as Halo Weave's front end writes it: ``<|im_start|>ROLE\n

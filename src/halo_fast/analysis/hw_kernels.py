@@ -60,6 +60,37 @@ def x86_int(x, lo, hi):
     return np.trunc(x)
 
 
+@kernel(inline="always")
+def _brighten(score, a, th, cap):
+    """One step of ``updateBrightness`` for one position: ``att / threshold | 0`` gained when strictly
+    above the threshold (then capped), 1 lost when not."""
+    if a > th:
+        score += js_int32(a / th)
+        if score > cap:
+            score = cap
+    else:
+        score -= 1.0
+    return score
+
+
+@kernel()
+def frontend_step(row, ctx, first, cap, score):
+    """``updateBrightness`` for one step (``row``: its aggregated attention): the eviction replay's
+    running brightness, the same arithmetic as :func:`frontend_thresholds` and
+    :func:`frontend_scores` step by step."""
+    n = _cols(ctx, min(row.shape[0], score.shape[0]))
+    sink = 0.0
+    for i in range(n):
+        a = np.float64(row[i])
+        if a > sink:
+            sink = a
+    th = (1.0 - sink) / np.float64(ctx)
+    if not (th > 0.0 and math.isfinite(th)):
+        return
+    for i in range(max(first, 0), n):
+        score[i] = _brighten(score[i], np.float64(row[i]), th, cap)
+
+
 @kernel()
 def frontend_thresholds(data, ctx, out):
     """Per step the front end's ``(1 - sink) / (totalLen - 1)`` with ``sink`` the row's largest value
@@ -96,13 +127,7 @@ def frontend_scores(data, ctx, row_threshold, first, start, cap, traj, out_final
             if i < _cols(ctx[t], n_cols):
                 th = row_threshold[t]
                 if th > 0.0 and math.isfinite(th):
-                    a = np.float64(data[t, i])
-                    if a > th:
-                        score += js_int32(a / th)
-                        if score > cap:
-                            score = cap
-                    else:
-                        score -= 1.0
+                    score = _brighten(score, np.float64(data[t, i]), th, cap)
                     if score > peak:
                         peak = score
                 if keep_traj:

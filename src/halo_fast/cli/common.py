@@ -91,16 +91,18 @@ def progress_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
     )
 
 
-def selection_options(p: argparse.ArgumentParser, over: bool = False) -> None:
-    """How to reduce: --op, (--over), --layers, --heads, --every, --tokens."""
-    group = p.add_argument_group("reduction over layers and heads")
-    group.add_argument(
-        "--op",
-        default="mean",
-        choices=OPS,
-        help="how rows fold together (default: mean; sums in float64; mean_f32 / mean_js: "
-        "Halo Weave's float32 means, of its offline strategies / of its front end)",
-    )
+def selection_options(p: argparse.ArgumentParser, over: bool = False, op: bool = True) -> None:
+    """How to reduce: (--op), (--over), --layers, --heads, --every, --tokens (without ``op``: only
+    which layers, heads and steps, for a command that works on every row)."""
+    group = p.add_argument_group("reduction over layers and heads" if op else "layers, heads and steps")
+    if op:
+        group.add_argument(
+            "--op",
+            default="mean",
+            choices=OPS,
+            help="how rows fold together (default: mean; sums in float64; mean_f32 / mean_js: "
+            "Halo Weave's float32 means, of its offline strategies / of its front end)",
+        )
     if over:
         group.add_argument(
             "--over",

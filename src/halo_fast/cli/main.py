@@ -35,6 +35,7 @@ SUBCOMMANDS = [
     "stats",
     "score",
     "prune",
+    "evict",
     "compare",
     "sweep",
     "heatmap",

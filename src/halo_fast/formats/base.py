@@ -11,6 +11,7 @@ decoder's parallel kernels) override them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,18 @@ class CaptureSource:
     def token_bar(self, count: int, phase: str) -> Any:
         """A progress bar over ``count`` tokens of one phase (nothing shown without ``progress``)."""
         return progress_bar(count, self.progress, phase, unit="tok")
+
+    def token_windows(self, ids: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The tokens ``ids`` (in order, each with attention) a window at a time, for a pass that needs
+        every token's full tensor but never all of them at once: ``(batch, values, starts)``, token
+        ``batch[k]``'s flat float32 values being ``values[starts[k]:starts[k + 1]]``. The buffer is
+        reused: copy what must outlive the next window. Here one token per window; formats that
+        parse in parallel (single JSON) give many."""
+        starts = np.zeros(2, dtype=np.int64)
+        for i in ids.tolist():
+            values = self.token_values(i)
+            starts[1] = len(values)
+            yield np.array([i], dtype=np.int64), values, starts
 
     def decode(self) -> np.ndarray:
         """Every token's values in one flat float32 buffer."""

@@ -17,7 +17,7 @@ from ..errors import CaptureError
 from .base import CaptureSource, SourceOptions, check_document, prompt_table
 from .json_scan import check_data_content, scan_structure
 from .json_skeleton import Skeleton, plan_tokens, token_table
-from .json_values import decode_attention, decode_one, reduce_attention
+from .json_values import decode_attention, decode_one, decode_windows, reduce_attention
 from .mapped import MappedFile
 
 
@@ -83,6 +83,9 @@ class ScannedJson(CaptureSource):
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
         return reduce_attention(self, ids, plan)
+
+    def token_windows(self, ids: np.ndarray):
+        return decode_windows(self, ids)
 
 
 def _public(recovery: dict | None) -> dict | None:

@@ -233,6 +233,46 @@ def reduce_attention(scan: ScannedJson, ids: np.ndarray, plan) -> np.ndarray:
     return data
 
 
+def decode_windows(scan: ScannedJson, ids: np.ndarray):
+    """``ScannedJson.token_windows``: the tokens ``ids`` parsed in parallel about ``window_bytes`` of
+    file at a time into one reused buffer, each window's mapped pages released behind it."""
+    import numba
+
+    from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
+
+    layout = scan.layout
+    n = len(layout.data_open)
+    counts = np.diff(scan.offsets)
+    local = np.zeros(n + 1, dtype=np.int64)  # where each token of the window starts in the buffer
+    status = np.zeros((n, 4), dtype=np.int64)
+    hard = np.zeros((n, HARD_SLOTS, 3), dtype=np.int64)
+    n_threads = numba.get_num_threads()
+    sizes = np.maximum(layout.data_close[ids] - layout.data_open[ids], 0)
+    buffer = np.empty(0, dtype=np.float32)
+    with progress_bar(int(sizes.sum()), scan.progress, "read") as bar:
+        for batch in _batches(ids, sizes, scan.window_bytes, n_threads):
+            starts = np.zeros(len(batch) + 1, dtype=np.int64)
+            np.cumsum(counts[batch], out=starts[1:])
+            if len(buffer) < starts[-1]:
+                buffer = np.empty(int(starts[-1] * 1.25) + 1, dtype=np.float32)
+            local[batch] = starts[:-1]
+            parsed = batch[layout.data_open[batch] >= 0]
+            for k in np.flatnonzero(layout.data_open[batch] < 0).tolist():  # base64 tokens
+                buffer[starts[k] : starts[k + 1]] = decode_one(scan, int(batch[k]))
+            if len(parsed):
+                status[parsed] = 0
+                order = _interleave(parsed, n_threads)
+                decode_arrays(
+                    scan.mapped.bytes, layout.data_open, layout.data_close, local, counts, order, buffer, status, hard
+                )
+                _check_status(scan.mapped, layout, scan.tokens, status, counts, parsed, MESSAGES, ARRAY_OK)
+                for i in parsed[status[parsed, 3] > 0].tolist():
+                    _finish_hard(scan.mapped, layout, scan.tokens, local, counts, buffer, status, hard, i, HARD_SLOTS)
+                scan.mapped.release(int(layout.data_open[parsed[0]]), int(layout.data_close[parsed[-1]]) + 1)
+            yield batch, buffer, starts
+            bar.update(int(sizes[np.searchsorted(ids, batch)].sum()))
+
+
 def decode_one(scan: ScannedJson, i: int) -> np.ndarray:
     """One token's attention, decoded in full (hard numbers finished by the reference)."""
     from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
