@@ -55,7 +55,8 @@ def test_large_adds_a_5gb_scaling_size():
 
 @pytest.mark.slow
 def test_bench_format_sections_smoke(tmp_path):
-    """The .bin directory, HDF5, gzip and convert sections run, and every reader agrees with the JSON decode."""
+    """The .bin directory, HDF5, gzip, convert and evict sections run, and every reader agrees with the JSON
+    decode."""
     result = subprocess.run(
         [
             sys.executable,
@@ -64,7 +65,7 @@ def test_bench_format_sections_smoke(tmp_path):
             "bench",
             "--json",
             "--sections",
-            "directory,hdf5,gzip,convert",
+            "directory,hdf5,gzip,convert,evict",
             "--repeat",
             "1",
             "--size",
@@ -81,7 +82,9 @@ def test_bench_format_sections_smoke(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["ok"]
-    rows = report["directory"]["rows"] + report["hdf5"]["rows"] + report["convert"]["rows"]
+    rows = report["directory"]["rows"] + report["hdf5"]["rows"] + report["convert"]["rows"] + report["evict"]["rows"]
+    assert [row["command"] for row in report["evict"]["rows"]] == ["reduce", "evict"]
+    assert report["evict"]["rows"][0]["ratio"] == 1.0 and report["evict"]["rows"][1]["ratio"] > 0
     rows += [row for part in report["gzip"]["inputs"] for row in part["rows"]]
     assert all(row["status"] == "ok" for row in rows), [(r.get("contender"), r.get("note")) for r in rows]
     assert {row["contender"] for row in report["directory"]["rows"]} == {

@@ -345,3 +345,19 @@ def test_the_command_prints_json_and_writes_the_table_and_picture(tmp_path, caps
     assert main(["evict", path, "--layers", "1", "--policies", "tova", "--budgets", "3"]) == 0
     text = capsys.readouterr().out
     assert "tova" in text and "share_of_oracle" in text
+
+
+@pytest.mark.decodes
+def test_every_format_replays_the_same(tmp_path):
+    """The single-JSON decoder's windows, and every other format's token by token, give the same rows."""
+    path = synth(tmp_path, layers=2, heads=3, prompt=30, tokens=12)
+    h5, lines, folder = (str(tmp_path / name) for name in ("cap.h5", "cap.jsonl.gz", "cap_bin"))
+    assert main(["convert", path, "-o", h5]) == 0
+    for out, form in ((lines, "jsonl.gz"), (folder, "dir-bin")):
+        shape = ["--layers", "2", "--heads", "3", "--prompt", "30", "--tokens", "12"]
+        assert main(["synth", out, "--format", form, *shape]) == 0
+    policies, budgets = list(POLICIES), [4, 16]
+    expected = evict(path, policies, budgets, window_bytes=1 << 16).rows  # windows of a few tokens
+    for other in (lines, h5, folder):
+        assert evict(other, policies, budgets).rows == expected, other
+    assert evict(path, policies, budgets).rows == expected

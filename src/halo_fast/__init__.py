@@ -4,6 +4,8 @@ Importing the package is cheap -- it imports nothing but its version and errors:
 API, formats and numba kernels are imported (kernels compiled, or loaded from numba's
 cache) when a name or function that needs them is first used. That keeps
 ``python -m halo_fast`` quick to reach the point where it handles Ctrl-C itself.
+The package's namespace names the public calls of every layer (``evict`` is an analysis);
+the layers themselves import only downwards.
 """
 
 from ._version import __version__
@@ -11,6 +13,7 @@ from .errors import CaptureError, CaptureNotFound, SelectionError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 10 ms at every start)
 if TYPE_CHECKING:
+    from .analysis.evict import evict
     from .api import load, open_capture, reduce
     from .capture import Capture
     from .reduction import Reduced
@@ -24,6 +27,7 @@ __all__ = [
     "load",
     "open_capture",
     "reduce",
+    "evict",
     "__version__",
 ]
 
@@ -31,6 +35,7 @@ _LAZY = {
     "load": "api",
     "open_capture": "api",
     "reduce": "api",
+    "evict": "analysis.evict",
     "Capture": "capture",
     "Reduced": "reduction",
 }

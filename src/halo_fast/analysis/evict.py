@@ -82,7 +82,7 @@ class Instance:
     policy: str
     spec: str  # the budget as asked ("64", "10%")
     budget: int  # tokens per cache (pyramidkv: the mean over layers)
-    level: str  # "head", "layer", "global" or "sentence": what one cache serves
+    level: str  # "head", "layer", "model" or "sentence": what one cache serves
     kind: int
     slot: str | None  # the score array it ranks by
     sinks: int = 0
@@ -166,7 +166,7 @@ def pyramid_budgets(budget: int, n_layers: int) -> np.ndarray:
 
 def make_instance(policy: str, spec: str, budget: int, unit: str, n_system: int) -> Instance:
     if policy == "streaming":
-        return Instance(policy, spec, budget, "global", ek.SCORE_POSITION, None, SINKS, max(budget - SINKS, 0))
+        return Instance(policy, spec, budget, "model", ek.SCORE_POSITION, None, SINKS, max(budget - SINKS, 0))
     if policy == "h2o":
         return Instance(policy, spec, budget, "head", ek.SCORE_ARRAY, "sum", 0, budget // 2)
     if policy == "tova":
@@ -177,11 +177,11 @@ def make_instance(policy: str, spec: str, budget: int, unit: str, n_system: int)
     if policy == "scissorhands":
         return Instance(policy, spec, budget, "head", ek.SCORE_BITS, None, 0, max(1, budget // 8))
     if policy == "random":
-        return Instance(policy, spec, budget, "head", ek.SCORE_RANDOM, None)
+        return Instance(policy, spec, budget, "head", ek.SCORE_ARRAY, "random")
     if policy == "hw_frontend":
         if unit == "sentence":
             return Instance(policy, spec, budget, "sentence", ek.EXTERNAL, "bright", n_system)
-        return Instance(policy, spec, budget, "global", ek.SCORE_ARRAY, "bright", n_system)
+        return Instance(policy, spec, budget, "model", ek.SCORE_ARRAY, "bright", n_system)
     if policy == "oracle_step":
         return Instance(policy, spec, budget, "head", ek.ORACLE_STEP, None)
     return Instance(policy, spec, budget, "head", ek.SCORE_ARRAY, "future", protect_new=False)
@@ -336,6 +336,8 @@ class Replay:
         self.scores = np.zeros((max(len(self.slots), 1), R, C))
         if "bright" in self.slots:
             self.scores[self.slots["bright"], 0, :] = _frontend_start()
+        if "random" in self.slots:
+            ek.random_scores(np.uint64(self.seed & ((1 << 64) - 1)), self.rows, self.scores[self.slots["random"]])
         self.windows = sorted({i.window for i in inst if i.window})
         self.window_acc = {w: np.zeros((R, C)) for w in self.windows}
         self.has_bits = any(i.kind == ek.SCORE_BITS for i in inst)
@@ -358,19 +360,14 @@ class Replay:
         self.recent = np.array([i.recent for i in inst], dtype=np.int64)
         self.protect_new = np.array([1 if i.protect_new else 0 for i in inst], dtype=np.int64)
         self.hist_mask = np.full(J, (1 << HISTORY) - 1, dtype=np.uint64)
-        self.seeds = np.full(J, self.seed & ((1 << 64) - 1), dtype=np.uint64)
-        growth = int(max(np.diff(self.ctx).max(), 0))
-        need = int(max((max(int(self.budget[j].max()), i.sinks + i.recent) for j, i in enumerate(inst)), default=1))
-        # after a step a cache holds at most max(budget, sinks + recent + that step's new positions);
-        # the next step's new ones come on top before its evictions
-        cap = min(C, need + 2 * growth + 1)
-        if any(i.kind == ek.EXTERNAL for i in inst):
-            cap = C
-        self.cache = np.zeros((J, R, cap), dtype=np.int32)
         self.count = np.zeros((J, R), dtype=np.int64)
         self.incache = np.zeros((J, R, C), dtype=np.uint8)
-        self.overflow = np.zeros(1, dtype=np.int64)
         self.alive = {j: np.zeros(C, dtype=bool) for j, i in enumerate(inst) if i.kind == ek.EXTERNAL}
+        self.oracle_order = np.array(
+            sorted((j for j, i in enumerate(inst) if i.kind == ek.ORACLE_STEP), key=lambda j: -inst[j].budget),
+            dtype=np.int64,
+        )
+        self.scratch = np.zeros((R if len(self.oracle_order) else 1, 2, C))
         self.probs = np.zeros((R, C))
         self.totals = np.zeros(R)
         self.top = np.zeros((R, self.top_k), dtype=np.int64)
@@ -436,20 +433,12 @@ class Replay:
             self.recent,
             self.protect_new,
             self.hist_mask,
-            self.seeds,
-            self.rows,
             self.leader,
             self.scores,
             self.bits,
-            self.cache,
             self.count,
             self.incache,
-            self.overflow,
         )
-        if self.overflow[0]:
-            raise RuntimeError(
-                f"eviction replay: a cache of {self.cache.shape[2]} positions overflowed (a halo_fast bug)"
-            )
         for j in self.alive:
             self._prune_sentences(j, ctx, ctx_prev if k > 1 else 0)
 
@@ -470,9 +459,7 @@ class Replay:
                     kept -= len(s.positions)
                 if kept <= budget:
                     break
-        cached = np.flatnonzero(alive[:ctx])
-        self.cache[j, 0, : len(cached)] = cached
-        self.count[j, 0] = len(cached)
+        self.count[j, 0] = kept
         self.incache[j, 0, :] = alive
 
     def _score(self, k: int, ctx: int) -> None:
@@ -484,11 +471,12 @@ class Replay:
             self.kinds,
             self.budget,
             self.leader,
-            self.cache,
             self.count,
             self.incache,
             self.top,
             self.n_top,
+            self.oracle_order,
+            self.scratch,
             self.mass,
             self.recall,
         )

@@ -1,16 +1,16 @@
 """numba kernels of the eviction replay (``analysis.evict``): one generation step at a time.
 
-Every policy instance ``j`` (a policy at one budget) keeps, per cache it owns, a list of
-cached positions (``cache[j, r, :count[j, r]]``, unordered) and a byte mask
-(``incache[j, r, pos]``). A head-level instance owns one cache per row (layer x head),
+Every policy instance ``j`` (a policy at one budget) keeps, per cache it owns, a byte mask of
+the cached positions (``incache[j, r, pos]``) and their number (``count[j, r]``). A head-level instance owns one cache per row (layer x head),
 a layer-level one per layer (kept at the layer's first row), a global one a single
 cache (at row 0): ``leader[j, r]`` is the row whose cache row ``r`` reads.
 
 What an instance evicts is the cached, unprotected position of lowest score, the
 earlier position first on equal scores (a NaN score counts as +inf: never evicted
-before a number). Scores come from ``kind``: the position itself (``SCORE_POSITION``:
-oldest first), a hash of (seed, row, position) in [0, 1) (``SCORE_RANDOM``), a row of
-``scores`` (``SCORE_ARRAY``) or the persistence count of ``bits`` (``SCORE_BITS``).
+before a number). Protected positions (sinks, new, recent) are the ends of the context, so
+the evictable ones are one range of positions, scanned in order. Scores come from ``kind``: the position itself (``SCORE_POSITION``:
+oldest first), a row of ``scores`` (``SCORE_ARRAY``: the random policy's is a hash of
+(seed, row, position), :func:`random_scores`) or the persistence count of ``bits`` (``SCORE_BITS``).
 ``ORACLE_STEP`` instances keep no cache: their mass is each step's own top-B; ``EXTERNAL``
 ones have their cache written by the caller (whole sentences, decided in Python).
 
@@ -27,7 +27,7 @@ from numba import prange
 
 from ..kernels.jit import kernel
 
-SCORE_POSITION, SCORE_RANDOM, SCORE_ARRAY, SCORE_BITS, ORACLE_STEP, EXTERNAL = 0, 1, 2, 3, 4, 5
+SCORE_POSITION, SCORE_ARRAY, SCORE_BITS, ORACLE_STEP, EXTERNAL = 0, 2, 3, 4, 5
 #: Evictions in one step beyond which the candidates are sorted once instead of scanned per eviction.
 SCAN_LIMIT = 8
 
@@ -44,6 +44,14 @@ def unit_hash(seed, row, pos):
     z = (z ^ (z >> np.uint64(27))) * _MIX_POS
     z = z ^ (z >> np.uint64(31))
     return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@kernel(parallel=True)
+def random_scores(seed, row_ids, out):
+    """``out[r, i]``: :func:`unit_hash` of (seed, capture row ``row_ids[r]``, position i)."""
+    for r in prange(min(row_ids.shape[0], out.shape[0])):
+        for i in range(out.shape[1]):
+            out[r, i] = unit_hash(seed, row_ids[r], i)
 
 
 @kernel(inline="always")
@@ -122,27 +130,26 @@ def top_positions(probs, ctx, top, n_top):
 
 
 @kernel(inline="always")
-def _protected(pos, ctx, ctx_prev, sinks, recent, protect_new):
-    """Never evicted at this step: a sink, a new position (for a causal policy), one of the ``recent``
-    last positions of the context (the new ones among them)."""
-    if pos < sinks:
-        return True
-    if pos >= ctx_prev and protect_new:
-        return True
-    return recent > 0 and pos >= ctx - recent
-
-
-@kernel(inline="always")
-def _score(kind, scores_row, bits_row, mask, seed, row_id, pos):
+def _score(kind, scores_row, bits_row, mask, pos):
     if kind == SCORE_POSITION:
         s = np.float64(pos)
-    elif kind == SCORE_RANDOM:
-        s = unit_hash(seed, row_id, pos)
     elif kind == SCORE_BITS:
         s = np.float64(popcount(bits_row[pos] & mask))
     else:
         s = scores_row[pos]
     return np.inf if s != s else s
+
+
+@kernel(inline="always")
+def evictable(ctx, ctx_prev, sinks, recent, protect_new):
+    """The positions ``[lo, hi)`` a policy may evict at this step: not a sink (below ``sinks``), not
+    new (from ``ctx_prev``, for a causal policy), not one of the ``recent`` last of the context."""
+    hi = ctx
+    if protect_new:
+        hi = min(hi, ctx_prev)
+    if recent > 0:
+        hi = min(hi, ctx - recent)
+    return max(sinks, 0), max(hi, 0)
 
 
 @kernel(parallel=True)
@@ -157,26 +164,22 @@ def evict_step(
     recent,
     protect_new,
     hist_mask,
-    seed,
-    row_ids,
     leader,
     scores,
     bits,
-    cache,
     count,
     incache,
-    overflow,
 ):
     """One step's admissions and evictions for every instance with a cache: positions
-    ``ctx_prev..ctx-1`` enter, then the lowest scored unprotected ones leave until at most
-    ``budget[j, r]`` remain. ``initial``: the first scored step, whose cache starts as the
-    whole context ``0..ctx-1``. ``overflow[0]`` is set when a cache had no room for a position
-    (the caller sized ``cache`` too small: its numbers would be wrong)."""
-    n_inst = min(kind.shape[0], cache.shape[0], count.shape[0], incache.shape[0], leader.shape[0])
-    n_rows = min(cache.shape[1], count.shape[1], incache.shape[1], leader.shape[1], row_ids.shape[0])
-    cap = cache.shape[2]
+    ``ctx_prev..ctx-1`` enter (``initial``, the first scored step: the whole context ``0..ctx-1``),
+    then the lowest scored evictable ones leave until at most ``budget[j, r]`` remain. A cache is
+    its mask ``incache[j, r]`` and its size ``count[j, r]``: the scans run over contiguous
+    positions, the earliest of equal scores found first."""
+    n_inst = min(kind.shape[0], count.shape[0], incache.shape[0], leader.shape[0], budget.shape[0])
+    n_rows = min(count.shape[1], incache.shape[1], leader.shape[1], budget.shape[1])
     n_pos = min(incache.shape[2], scores.shape[2], bits.shape[1])
     ctx = min(ctx, n_pos)
+    ctx_prev = min(max(ctx_prev, 0), ctx)
     for rr in prange(n_rows):
         r = np.int64(rr)  # a signed row index: mixed with the int64 shapes it must not become a float
         for j in range(n_inst):
@@ -185,142 +188,163 @@ def evict_step(
             s_idx = min(max(score_of[j], 0), scores.shape[0] - 1)
             scores_row = scores[s_idx, min(r, scores.shape[1] - 1)]
             bits_row = bits[min(r, bits.shape[0] - 1)]
-            b = budget[j, r]
-            new = protect_new[j] != 0
-            if initial:
-                n_cand = ctx
-            else:
-                c = count[j, r]
-                for p in range(max(ctx_prev, 0), ctx):
-                    if c < cap:
-                        cache[j, r, c] = p
-                        incache[j, r, p] = 1
-                        c += 1
-                    else:
-                        overflow[0] = 1
-                count[j, r] = c
-                n_cand = c
-            excess = n_cand - b
-            if excess <= 0 and initial:
-                for p in range(min(ctx, cap)):
-                    cache[j, r, p] = p
-                    incache[j, r, p] = 1
-                count[j, r] = min(ctx, cap)
-                if ctx > cap:
-                    overflow[0] = 1
-            if excess <= 0:
-                continue
-            if initial or excess > SCAN_LIMIT:
-                cand = np.empty(n_cand, dtype=np.int64)
-                if initial:
-                    for p in range(n_cand):
-                        cand[p] = p
-                else:
-                    cand[:] = np.sort(cache[j, r, :n_cand])
+            cached = incache[j, r]
+            first = 0 if initial else ctx_prev
+            for p in range(first, ctx):
+                cached[p] = 1
+            c = ctx if initial else count[j, r] + ctx - ctx_prev
+            lo, hi = evictable(ctx, ctx_prev, sinks[j], recent[j], protect_new[j] != 0)
+            excess = c - budget[j, r]
+            if excess > SCAN_LIMIT:  # sort the candidates once
+                cand = np.empty(max(hi - lo, 0), dtype=np.int64)
                 m = 0
-                for q in range(n_cand):
-                    p = cand[q]
-                    if not _protected(p, ctx, ctx_prev, sinks[j], recent[j], new):
+                for p in range(lo, hi):
+                    if cached[p]:
                         cand[m] = p
                         m += 1
                 values = np.empty(m)
                 for q in range(m):
-                    values[q] = _score(kind[j], scores_row, bits_row, hist_mask[j], seed[j], row_ids[r], cand[q])
-                order = np.argsort(values, kind="mergesort")
-                if initial:
-                    for p in range(ctx):
-                        incache[j, r, p] = 1
-                for q in range(min(excess, m)):
-                    incache[j, r, cand[order[q]]] = 0
-                c = 0
-                if initial:
-                    for p in range(ctx):
-                        if incache[j, r, p]:
-                            if c < cap:
-                                cache[j, r, c] = p
-                                c += 1
-                            else:
-                                overflow[0] = 1
-                else:
-                    for k in range(n_cand):
-                        p = cache[j, r, k]
-                        if incache[j, r, p]:
-                            cache[j, r, c] = p
-                            c += 1
-                count[j, r] = c
-                continue
-            c = count[j, r]
-            for _ in range(excess):
-                best_k = -1
-                best_s = 0.0
-                best_p = 0
-                for k in range(c):
-                    p = cache[j, r, k]
-                    if _protected(p, ctx, ctx_prev, sinks[j], recent[j], new):
-                        continue
-                    s = _score(kind[j], scores_row, bits_row, hist_mask[j], seed[j], row_ids[r], p)
-                    if best_k < 0 or s < best_s or (s == best_s and p < best_p):
-                        best_k, best_s, best_p = k, s, p
-                if best_k < 0:
-                    break
-                incache[j, r, best_p] = 0
-                cache[j, r, best_k] = cache[j, r, c - 1]
-                c -= 1
+                    values[q] = _score(kind[j], scores_row, bits_row, hist_mask[j], cand[q])
+                order = np.argsort(values, kind="mergesort")  # stable: ties in position order
+                gone = min(excess, m)
+                for q in range(gone):
+                    cached[cand[order[q]]] = 0
+                c -= gone
+            else:
+                for _ in range(max(excess, 0)):
+                    best_p = -1
+                    best_s = np.inf
+                    for p in range(lo, hi):
+                        s = _score(kind[j], scores_row, bits_row, hist_mask[j], p)
+                        s = s if cached[p] else np.inf  # a select: whether p is cached is a coin toss
+                        if s < best_s:
+                            best_s, best_p = s, p
+                    if best_p < 0:  # only positions scored +inf (or NaN) are left: the earliest
+                        for p in range(lo, hi):
+                            if cached[p]:
+                                best_p = p
+                                break
+                    if best_p < 0:
+                        break
+                    cached[best_p] = 0
+                    c -= 1
             count[j, r] = c
 
 
 @kernel(parallel=True)
-def kept_mass(probs, totals, ctx, kind, budget, leader, cache, count, incache, top, n_top, mass, recall):
+def kept_mass(
+    probs, totals, ctx, kind, budget, leader, count, incache, top, n_top, oracle_order, scratch, mass, recall
+):
     """Per instance and row, this step's ``mass`` (attention on cached positions over the row's total;
     exactly 1 when the whole context is cached) and ``recall`` (share of the row's top positions
-    cached). ``ORACLE_STEP`` instances take each row's own top-``budget`` mass (summed from the
-    largest down), and the recall that gives."""
-    n_inst = min(kind.shape[0], mass.shape[0], recall.shape[0], leader.shape[0], budget.shape[0])
+    cached). ``ORACLE_STEP`` instances (``oracle_order``: them, largest budget first) take each row's
+    own top-``budget`` mass, and the recall that gives, selected in the row's copy in ``scratch[r, 0]``
+    (``scratch[r, 1]``: the selection's spare row)."""
+    n_inst = min(kind.shape[0], mass.shape[0], recall.shape[0], leader.shape[0], budget.shape[0], count.shape[0])
     n_rows = min(probs.shape[0], totals.shape[0], mass.shape[1], recall.shape[1], top.shape[0], n_top.shape[0])
     n = min(ctx, probs.shape[1], incache.shape[2])
-    has_oracle = False
-    for j in range(n_inst):
-        has_oracle = has_oracle or kind[j] == ORACLE_STEP
-    for r in prange(n_rows):
+    has_oracle = oracle_order.shape[0] > 0
+    for rr in prange(n_rows):
+        r = np.int64(rr)
         total = totals[r]
         nt = min(n_top[r], top.shape[1])
         for j in range(n_inst):
             if kind[j] == ORACLE_STEP:
                 continue
             g = min(max(leader[j, r], 0), count.shape[1] - 1)
-            c = min(count[j, g], cache.shape[2])
+            cached = incache[j, g]
             if not total > 0.0:
                 mass[j, r] = np.nan
-            elif c >= n:
+            elif count[j, g] >= n:
                 mass[j, r] = 1.0
             else:
-                s = 0.0
-                for k in range(c):
-                    p = cache[j, g, k]
-                    if 0 <= p < n:
-                        s += probs[r, p]
-                mass[j, r] = s / total
+                mass[j, r] = _masked_sum(probs[r], cached, n) / total
             hits = 0
             for q in range(nt):
-                hits += incache[j, g, top[r, q]]
+                hits += cached[top[r, q]]
             recall[j, r] = hits / nt if nt > 0 else np.nan
         if not has_oracle:
             continue
-        ranked = np.sort(probs[r, :n])  # ascending: a top-b sum is the sum of the last b
-        for j in range(n_inst):
-            if kind[j] != ORACLE_STEP:
+        row = scratch[min(r, scratch.shape[0] - 1), 0]
+        spare = scratch[min(r, scratch.shape[0] - 1), 1]
+        m = min(n, row.shape[0])
+        for i in range(m):
+            row[i] = probs[r, i]
+        top_end = m  # row[m - b:m] holds the b largest once selected; budgets are taken largest first
+        for q in range(oracle_order.shape[0]):
+            j = oracle_order[q]
+            if j < 0 or j >= n_inst:
                 continue
-            b = min(max(budget[j, r], 0), n)
+            b = min(max(budget[j, r], 0), m)
             if not total > 0.0:
                 mass[j, r] = np.nan
             elif b >= n:
                 mass[j, r] = 1.0
             else:
+                _select_largest(row, spare, m - min(top_end, m), m, b)
+                top_end = b
                 s = 0.0
-                for q in range(n - 1, n - 1 - b, -1):
-                    s += ranked[q]
+                for i in range(m - b, m):
+                    s += row[i]
                 mass[j, r] = s / total
             recall[j, r] = min(b, nt) / nt if nt > 0 else np.nan
+
+
+@kernel(inline="always")
+def _masked_sum(values, mask, n):
+    """``sum(values[:n] * mask[:n])`` in four interleaved partial sums (one chain of dependent adds
+    would wait on each add's latency), combined ``(s0 + s1) + (s2 + s3)``."""
+    n = min(n, values.shape[0], mask.shape[0])
+    s0 = s1 = s2 = s3 = 0.0
+    p = 0
+    while p + 4 <= n:
+        s0 += values[p] * mask[p]
+        s1 += values[p + 1] * mask[p + 1]
+        s2 += values[p + 2] * mask[p + 2]
+        s3 += values[p + 3] * mask[p + 3]
+        p += 4
+    for q in range(p, n):
+        s0 += values[q] * mask[q]
+    return (s0 + s1) + (s2 + s3)
+
+
+@kernel(inline="always")
+def _select_largest(x, y, lo, hi, k):
+    """Rearrange ``x[lo:hi]`` so that its ``k`` largest values are ``x[hi - k:hi]`` (in no order), ``y``
+    a scratch row as long: quickselect whose partitions are branch-free (a comparison of attention
+    values is a coin toss for the branch predictor) -- the values below the pivot to the front, then,
+    when the k-th largest is not among them, those equal to it (ties end the search)."""
+    target = hi - k
+    while hi - lo > 1 and lo <= target < hi:
+        a, b, c = x[lo], x[(lo + hi) // 2], x[hi - 1]
+        pivot = max(min(a, b), min(max(a, b), c))  # the median of three: a value of the range
+        lt = _split(x, y, lo, hi, pivot, False)
+        if target < lt:
+            hi = lt
+            continue
+        le = _split(x, y, lt, hi, pivot, True)
+        if target < le or le == lo:  # found; or a NaN pivot, which nothing equals: stop rather than loop
+            return
+        lo = le
+
+
+@kernel(inline="always")
+def _split(x, y, lo, hi, pivot, or_equal):
+    """``x[lo:hi]`` reordered: the values below ``pivot`` (or equal to it) first, then the others; returns
+    where the first part ends. Each value is written to both ends of ``y`` and the end it belongs to
+    advances (no branch), then ``y`` is copied back."""
+    front = lo
+    back = hi - 1
+    for i in range(lo, hi):
+        v = x[i]
+        y[front] = v
+        y[back] = v
+        move = (v < pivot) | (or_equal & (v == pivot))
+        front += np.int64(move)
+        back -= np.int64(1 - move)
+    for i in range(lo, hi):
+        x[i] = y[i]
+    return front
 
 
 @kernel(parallel=True)

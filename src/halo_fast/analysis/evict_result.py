@@ -29,7 +29,7 @@ COLUMNS = (
 class EvictResult:
     """``rows``: one dict per policy and budget -- ``policy``, ``budget`` (tokens per cache; pyramidkv:
     the mean over layers it was asked for), ``budget_spec`` (as given: ``64``, ``10%``), ``level`` (what
-    one cache serves: head, layer, global, sentence), ``cached_mean`` (positions a cache held, mean over
+    one cache serves: head, layer, model, sentence), ``cached_mean`` (positions a cache held, mean over
     scored steps and caches: above the budget where new or protected positions, or whole sentences,
     do not fit), ``mass_mean`` (over scored steps and rows),
     ``mass_min`` (the worst step's mean over rows), ``recall_mean`` (top-``top_k`` recall),
@@ -123,6 +123,9 @@ class EvictResult:
                 label=policy,
             )
         ax.set_xscale("log", base=2)
+        budgets = sorted({r["budget"] for r in self.rows})
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
         ax.set_xlabel("budget (tokens per cache)")
         ax.set_ylabel("attention mass retained (mean)")
         ax.set_ylim(0, 1.02)

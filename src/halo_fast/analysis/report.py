@@ -3,7 +3,8 @@
 The capture is reduced once; the existing analyses then run on that one matrix:
 :func:`~.sentences.sentence_attention` (question 1), :func:`~.decay.decay_analysis` (2-4),
 :func:`~.distance.distance_analysis` (5), :func:`~.prune.prune` (experiment 2),
-:func:`~.stats.step_stats` and :func:`~.heatmap.heatmap` (experiment 3). Logit captures are
+:func:`~.stats.step_stats` and :func:`~.heatmap.heatmap` (experiment 3); the eviction replay
+(:mod:`.report_eviction`) reads the capture itself again. Logit captures are
 softmaxed per row for everything except the stats and question 3, which look at the raw logits.
 
 How the short answers are read from the numbers (documented in docs/analysis.md):
@@ -33,6 +34,7 @@ import numpy as np
 
 from ..store import atomic_path, output_beside
 from . import matrix, open_reduced, to_probabilities, value_kind
+from .report_eviction import REPORT_BUDGETS, evict_image_beside, eviction_part, eviction_section
 from .text import fmt
 
 LOCAL_RATIO_NEEDED = 2.0
@@ -58,6 +60,7 @@ def report(
     kind=None,
     rule=None,
     params=None,
+    evict_budgets=REPORT_BUDGETS,
     **reduce_options,
 ) -> dict:
     """Write the Markdown report of ``source`` to ``path`` (default ``CAPTURE.report.md`` beside the input)
@@ -67,6 +70,9 @@ def report(
     written, with a one-line note instead of the image (``summary["heatmap"]`` is None).
     ``rule`` / ``params``: the scoring rule the answers are for (the recommended decay rate; default
     ``hw_frontend``, Halo Weave's front end), which also joins the pruning policies compared.
+    ``evict_budgets``: the eviction replay's budgets (its section and ``REPORT.evict.png``); empty to
+    leave it out. It reads the capture again (twice: ``oracle_future``'s totals), so it needs the
+    capture, not a reduce output.
     """
     from .decay import decay_analysis
     from .distance import distance_analysis
@@ -83,7 +89,8 @@ def report(
         path = output_beside(origin, ".report.md")
     path = os.fspath(path)
     image = image_beside(path)
-    for target in (path, image):
+    evict_image = evict_image_beside(path)
+    for target in (path, image, evict_image):
         if os.path.exists(target) and not force:
             raise FileExistsError(f"{target} exists; pass force=True (--force) to overwrite it")
     red = open_reduced(source, **reduce_options)
@@ -120,6 +127,7 @@ def report(
         ),
         "stats": step_stats(red, kind=kind, **once),
     }
+    parts["evict"], evict_note = eviction_part(red, evict_budgets, kind)
     parts["groups"] = {name: [tuple(k) for k in g["sentences"]] for name, g in parts["sentences"].groups.items()}
     answers = _answers(parts)
     note = note_md = None
@@ -132,6 +140,10 @@ def report(
         except MissingDependency as exc:
             note = f"no heatmap: {exc}"
             note_md = "_No heatmap: matplotlib is not installed (`pip install 'halo_fast[plot]'`)._"
+    draw_evict = parts["evict"] is not None and note_md is None  # matplotlib is there
+    parts["evict_lines"] = eviction_section(
+        parts["evict"], evict_note, os.path.basename(evict_image) if draw_evict else None, _table
+    )
     text = _markdown(parts, answers, None if note else os.path.basename(image), note_md)
     # Both files are made as temporaries and renamed, one right after the other, only once
     # both are written: a failure while writing either leaves both previous files as they were.
@@ -146,6 +158,8 @@ def report(
                 groups=parts["groups"],
                 **once,
             )
+        if draw_evict:
+            parts["evict"].plot(outputs.enter_context(atomic_path(evict_image, force)), force=True)
         with open(outputs.enter_context(atomic_path(path, force)), "w", encoding="utf-8") as f:
             f.write(text)
     return {
@@ -158,6 +172,9 @@ def report(
         "prompt_tokens": _prompt_tokens(parts),
         "sentences": len(parts["sentences"].keys),
         "answers": answers,
+        "eviction": parts["evict"].table() if parts["evict"] is not None else None,
+        "eviction_note": evict_note,
+        "evict_plot": os.path.abspath(evict_image) if draw_evict else None,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -351,7 +368,7 @@ def _markdown(parts, answers, image, note) -> str:
     else:
         out += [note, ""]
     out += _sentence_section(parts) + _decay_section(parts) + _distance_section(parts)
-    out += _prune_section(parts, answers) + _stats_section(parts)
+    out += _prune_section(parts, answers) + parts.get("evict_lines", []) + _stats_section(parts)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .contenders import DESCRIPTIONS
-from .rows import ColdStart, ContenderRow, ConvertRow, FormatSection, Results, ScalingRow, ThreadRow
+from .rows import ColdStart, ContenderRow, ConvertRow, EvictRow, FormatSection, Results, ScalingRow, ThreadRow
 
 
 def machine_info() -> dict:
@@ -208,7 +208,7 @@ def _format_cells(section: FormatSection, ratios: Ratios) -> list[list[str]]:
 
 
 def format_sections(result: Results | dict) -> list[Table]:
-    """The other formats of the main capture (.bin directory, HDF5, gzip) and `convert`."""
+    """The other formats of the main capture (.bin directory, HDF5, gzip), `convert` and `evict`."""
     res = _results(result)
     out = []
     d = res.directory
@@ -243,7 +243,25 @@ def format_sections(result: Results | dict) -> list[Table]:
         )
     if res.convert is not None:
         out.append(_convert_table(res.convert))
+    if res.evict is not None:
+        out.append(_evict_table(res.evict))
     return out
+
+
+def _evict_table(rows: list[EvictRow]) -> Table:
+    cells = []
+    for r in rows:
+        t = r.timing
+        if not r.ok:
+            cells.append([r.command, t.status, "", "", "", t.note or ""])
+            continue
+        cells.append([r.command, _s(t.median_s), _s(t.min_s), _n(t.peak_rss_mb), f"{r.ratio:.2f}x" if r.ratio else ""])
+    return Table(
+        "evict: python -m halo_fast evict CAPTURE.json --budgets 64,128,256 (10 policies x 3 budgets) against "
+        "python -m halo_fast reduce CAPTURE.json (whole processes, same run)",
+        ["command", "median s", "min s", "peak RSS MB", "vs reduce"],
+        cells,
+    )
 
 
 def _convert_table(rows: list[ConvertRow]) -> Table:

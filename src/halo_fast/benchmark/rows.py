@@ -300,6 +300,32 @@ class ConvertRow:
 
 
 @dataclass
+class EvictRow:
+    """A whole ``python -m halo_fast`` command on the main capture: ``reduce``, and ``evict`` with every
+    policy at three budgets; ``ratio``: its time over ``reduce``'s in the same run."""
+
+    command: str
+    mb: float
+    timing: Timing
+    ratio: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.timing.ok
+
+    @property
+    def failed(self) -> bool:
+        return self.timing.status == FAILED
+
+    def to_json(self) -> dict:
+        return {"command": self.command, "mb": self.mb, **self.timing.to_json(), "ratio": self.ratio}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvictRow:
+        return cls(data["command"], data["mb"], Timing.from_json(data), data.get("ratio"))
+
+
+@dataclass
 class Results:
     """Everything one benchmark run measured; a section that did not run is empty or ``None``.
 
@@ -316,6 +342,7 @@ class Results:
     hdf5: FormatSection | None = None
     gzip: list[FormatSection] | None = None  # one per gzip input
     convert: list[ConvertRow] | None = None
+    evict: list[EvictRow] | None = None
     rss_floor_mb: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -329,6 +356,7 @@ class Results:
         for section in (self.directory, self.hdf5, *(self.gzip or [])):
             parts += section.rows if section else []
         parts += self.convert or []
+        parts += self.evict or []
         return not any(part.failed for part in parts)
 
     def to_json(self) -> dict:
@@ -347,6 +375,8 @@ class Results:
             out["gzip"] = {"inputs": [part.to_json() for part in self.gzip]}
         if self.convert is not None:
             out["convert"] = {"rows": [row.to_json() for row in self.convert]}
+        if self.evict is not None:
+            out["evict"] = {"rows": [row.to_json() for row in self.evict]}
         return {**out, "rss_floor_mb": self.rss_floor_mb, "notes": self.notes, "ok": self.ok}
 
     @classmethod
@@ -366,6 +396,7 @@ class Results:
             hdf5=section("hdf5"),
             gzip=[FormatSection.from_json(p) for p in data["gzip"]["inputs"]] if data.get("gzip") else None,
             convert=[ConvertRow.from_json(row) for row in data["convert"]["rows"]] if data.get("convert") else None,
+            evict=[EvictRow.from_json(row) for row in data["evict"]["rows"]] if data.get("evict") else None,
             rss_floor_mb=data.get("rss_floor_mb"),
             notes=list(data.get("notes", [])),
         )

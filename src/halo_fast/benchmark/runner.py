@@ -28,6 +28,7 @@ from .rows import (
     ColdStart,
     ContenderRow,
     ConvertRow,
+    EvictRow,
     FormatRow,
     FormatSection,
     Results,
@@ -38,7 +39,9 @@ from .rows import (
 
 CHILD = [sys.executable, "-m", "halo_fast.benchmark.contenders"]
 ALL_CONTENDERS = ("halo_fast", "json", "orjson", "msgspec", "simdjson", "read")
-SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert")
+SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert", "evict")
+#: The eviction replay the evict section times: every policy at these budgets.
+EVICT_BUDGETS = "64,128,256"
 #: gzip section: input form -> tasks halo_fast runs on it (each input also gets its `gzip -dc` floor).
 #: halo_fast.load/reduce take any path, so a new reader is measured by listing its tasks here.
 GZIP_FORMS = {"jsonl.gz": ("load", "reduce"), "json.gz": ("load", "reduce")}
@@ -110,6 +113,8 @@ class Suite:
                 out.gzip = self.gzip_section(main)
             if "convert" in self.cfg.sections:
                 out.convert = self.convert_section()
+            if "evict" in self.cfg.sections:
+                out.evict = self.evict_section(main)
             out.rss_floor_mb = spawn(["true"]).rss_mb
             self.notes.append(
                 f"a peak RSS below ~{out.rss_floor_mb:.0f} MB cannot be seen: a new process "
@@ -325,6 +330,24 @@ class Suite:
             rows.append(ConvertRow(size_label(size), cap["bytes"] / 1e6, cap["tokens"], output_mb, timing))
             if os.path.exists(target):
                 os.remove(target)
+        return rows
+
+    def evict_section(self, cap: dict) -> list[EvictRow]:
+        """`evict` (every policy at 64, 128 and 256 tokens) against `reduce`, whole processes, same run."""
+        mb = cap["bytes"] / 1e6
+        target = os.path.join(self.scratch, "evict_reduce.h5")
+        commands = {
+            "reduce": ["reduce", cap["path"], "-o", target, "--force"],
+            "evict": ["evict", cap["path"], "--budgets", EVICT_BUDGETS, "--json"],
+        }
+        rows = []
+        for name, args in commands.items():
+            self.log(f"evict section: {name} on {mb:.0f} MB ...")
+            rows.append(EvictRow(name, mb, measure([sys.executable, "-m", "halo_fast", *args], self.cfg.repeat)))
+        base = rows[0].timing
+        for row in rows:
+            if row.ok and base.ok and base.median_s:
+                row.ratio = row.timing.median_s / base.median_s
         return rows
 
     # ---- halo_fast alone: sizes, threads, cold start

@@ -32,7 +32,15 @@ def add_parser(subparsers) -> None:
         metavar="NAME=T:S,T:S",
         help="a named group of sentences to follow (default: a synth capture's planted groups); repeatable",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing report and heatmap")
+    p.add_argument(
+        "--evict-budgets",
+        default="10%,25%,50%",
+        metavar="B,...",
+        help="budgets of the section 'what eviction would keep' (tokens or shares of the prompt; default "
+        "10%%,25%%,50%%); it reads the capture again, twice",
+    )
+    p.add_argument("--no-evict", action="store_true", help="leave the eviction replay out (and REPORT.evict.png)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report and its pictures")
     rule_options(p, "the rule the answers (the decay rate) are for; it joins the pruning policies")
     p.set_defaults(run=run)
 
@@ -40,6 +48,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> Output:
     from ..analysis import parse_groups
     from ..analysis.report import image_beside, report
+    from ..analysis.report_eviction import evict_image_beside
     from ..store import output_beside
     from .common import check_output, rule_params, usage_errors
 
@@ -47,6 +56,8 @@ def run(args) -> Output:
     with usage_errors():
         check_output(output, args.force)
         check_output(image_beside(output), args.force)
+        if not args.no_evict:
+            check_output(evict_image_beside(output), args.force)
         if not 0 <= args.budget <= 100:
             raise ValueError(f"--budget must be a percentage in 0..100, got {args.budget:g}")
         groups = parse_groups(args.group) if args.group else None
@@ -64,6 +75,7 @@ def run(args) -> Output:
             kind=args.kind,
             rule=args.rule,
             params=params,
+            evict_budgets=() if args.no_evict else [b for b in args.evict_budgets.split(",") if b.strip()],
         )
     return Output(result, printed(lambda: render(result, output, image_beside(output))), recovery=recovery)
 
@@ -96,6 +108,12 @@ def render(result: dict, output: str, image: str) -> None:
         f"5. distance weighting needed: {'yes' if a['distance_weighting_needed'] else 'no'} "
         f"(local share x{fmt(a['local_ratio'], 3)} uniform)"
     )
+    best = [r for r in result["eviction"] or [] if not r["policy"].startswith("oracle") and r["mass_mean"] is not None]
+    if best:
+        top = max(best, key=lambda r: (r["budget"], r["mass_mean"]))
+        print(f"eviction: at {top['budget']} tokens {top['policy']} keeps the most mass ({fmt(top['mass_mean'], 3)})")
+    elif result["eviction_note"]:
+        print(f"eviction replay {result['eviction_note']}")
 
 
 def percent(share) -> str:

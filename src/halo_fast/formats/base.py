@@ -132,10 +132,12 @@ class CaptureSource:
         reused: copy what must outlive the next window. Here one token per window; formats that
         parse in parallel (single JSON) give many."""
         starts = np.zeros(2, dtype=np.int64)
-        for i in ids.tolist():
-            values = self.token_values(i)
-            starts[1] = len(values)
-            yield np.array([i], dtype=np.int64), values, starts
+        with self.token_bar(len(ids), "read") as bar:
+            for i in ids.tolist():
+                values = self.token_values(i)
+                starts[1] = len(values)
+                yield np.array([i], dtype=np.int64), values, starts
+                bar.update(1)
 
     def decode(self) -> np.ndarray:
         """Every token's values in one flat float32 buffer."""
