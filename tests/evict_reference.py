@@ -53,14 +53,15 @@ def snap_window(b: int) -> int:
 
 
 def pyramid(b: int, n_layers: int, layer: int) -> int:
+    """A straight line from window + high (layer 0) to window + low (the last layer), mean b."""
     w = snap_window(b)
     if n_layers < 2:
         return b
     usable = max(b - w, 0)
     low = usable // 20
     high = 2 * usable - low
-    step = (high - low) // (n_layers - 1)
-    return max(w + high - step * layer, 1)
+    at = high + (low - high) * (layer / (n_layers - 1))
+    return max(int(np.round(w + at)), 1)
 
 
 def pooled(acc: list[float], n: int) -> list[float]:
@@ -163,9 +164,10 @@ def _policy(policy, b, g, seen, ctx, t, rows, seed, Hs, probs):
     def new_only(p, new):
         return p in new
 
-    if policy == "streaming":
-        recent = max(b - 4, 0)
-        return (lambda p: float(p)), (lambda p, new: p < 4 or p in new or (recent > 0 and p >= now - recent))
+    if policy == "streaming":  # up to 4 sinks, and always room for the newest position
+        sinks = min(4, b - 1)
+        recent = b - sinks
+        return (lambda p: float(p)), (lambda p, new: p < sinks or p in new or p >= now - recent)
     if policy == "h2o":
         acc = [_sequential([s[g][i] for s in seen if i < len(s[g])]) for i in range(ctx[t])]
         recent = b // 2
@@ -181,7 +183,7 @@ def _policy(policy, b, g, seen, ctx, t, rows, seed, Hs, probs):
         window = seen[max(k_sel - w, 0) : k_sel]
         n = ctx[k_sel - 1]
         acc = [_sequential([s[g][i] for s in window if i < len(s[g])]) for i in range(n)]
-        score = pooled(acc, n) + [0.0] * (ctx[t] - n)
+        score = pooled(acc, n) + [math.inf] * (ctx[t] - n)  # not seen by the window: kept until scored
         return nan_last(lambda p: score[p]), (lambda p, new: p in new or p >= now - w)
     if policy == "scissorhands":
         history = seen[-32:]

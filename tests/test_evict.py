@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import evict_reference as ref
-from builders import capture_doc, capture_in_memory
+from builders import capture_doc, capture_in_memory, write
 from halo_fast import CaptureError
 from halo_fast.analysis import evict_kernels as ek
 from halo_fast.analysis.evict import POLICIES, evict, parse_budgets, pyramid_budgets
@@ -50,7 +51,7 @@ def compare(path, tensors, policies, budgets, layers=None, heads=None, kind="pro
     )  # fmt: skip
     assert result.trace["mass"].shape[0] == len(tensors) - 1
     for j, row in enumerate(result.rows):
-        mass, recall = twin[(row["policy"], row["budget"])]
+        mass, recall = twin[(row["policy"], int(row["budget_spec"]))]
         where = f"{row['policy']} at {row['budget']}"
         np.testing.assert_allclose(result.trace["mass"][:, j], mass, rtol=0, atol=1e-12, err_msg=where)
         np.testing.assert_array_equal(result.trace["recall"][:, j], recall, err_msg=where)
@@ -66,6 +67,7 @@ def replays(draw):
     growth = draw(st.lists(st.integers(0, 3), min_size=n_steps - 1, max_size=n_steps - 1))
     contexts = list(np.cumsum([first] + growth))
     tied = draw(st.booleans())  # values from a few eighths: ties everywhere, sums exact
+    holes = draw(st.sampled_from([0.0, 0.0, 0.1]))  # a share of NaN values (rows without a total)
     seed = draw(st.integers(0, 2**32))
     rng = np.random.default_rng(seed)
     tensors = []
@@ -74,6 +76,7 @@ def replays(draw):
             t = rng.integers(0, 4, size=(n_layers, n_heads, c)) / 8.0
         else:
             t = rng.dirichlet(np.full(c, 0.3), (n_layers, n_heads))
+        t[rng.random(t.shape) < holes] = np.nan
         tensors.append(t.astype(np.float32))
     top = max(contexts)
     budgets = sorted(set(draw(st.lists(st.integers(1, top + 2), min_size=1, max_size=3))))
@@ -89,6 +92,15 @@ def test_every_policy_matches_its_plain_twin_step_by_step(case):
     tensors, budgets, layers, heads, top, seed = case
     cap = capture_in_memory(capture_doc(tensors))
     compare(cap, tensors, list(POLICIES), budgets, layers=layers, heads=heads, top=top, seed=seed % 1000)
+
+
+def test_a_long_replay_reaches_the_history_and_window_limits():
+    """40 steps, contexts beyond the budgets: scissorhands' 32-step history, SnapKV's 32-step window
+    (B >= 128) and its re-selections, pyramidkv's per-layer budgets, all against the twin."""
+    rng = np.random.default_rng(21)
+    contexts = np.cumsum([150] + list(rng.integers(0, 3, 39)))
+    tensors = [rng.dirichlet(np.full(c, 0.2), (2, 1)).astype(np.float32) for c in contexts]
+    compare(capture_in_memory(capture_doc(tensors)), tensors, list(POLICIES), [33, 130])
 
 
 @pytest.mark.decodes
@@ -231,10 +243,14 @@ def test_streaming_is_near_the_oracle_when_attention_sits_on_sinks_and_recent_po
     assert share["random"] < 0.8 * share["streaming"]
 
 
-def test_pyramid_budgets_fall_linearly_and_average_the_budget():
-    b = pyramid_budgets(128, 28)
-    assert b[0] > b[-1] and np.all(np.diff(b) <= 0)
-    assert abs(b.mean() - 128) <= 128 * 0.1
+@pytest.mark.parametrize("layers", [2, 3, 28, 80])
+def test_pyramid_budgets_fall_linearly_and_average_the_budget(layers):
+    for budget in (1, 2, 5, 8, 16, 32, 64, 100, 128, 256, 1000):
+        b = pyramid_budgets(budget, layers)
+        assert len(b) == layers and np.all(np.diff(b) <= 0) and b.min() >= 1
+        assert abs(b.mean() - budget) <= 0.5 + (budget < 4), (budget, b)  # only the rounding
+        if budget >= 64:
+            assert b[0] > 1.5 * budget and b[-1] < 0.5 * budget
     assert list(pyramid_budgets(10, 1)) == [10]
 
 
@@ -341,7 +357,15 @@ def test_the_command_prints_json_and_writes_the_table_and_picture(tmp_path, caps
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(args + ["-o", str(csv_path)]) == 2  # no overwrite without --force
     assert "exists" in capsys.readouterr().err
-    assert main(["evict", path, "--budgets", "0", "--json"]) == 2
+    for bad in ("0", "inf%", "nan%", "1e400%", "x"):
+        assert main(["evict", path, "--budgets", bad, "--json"]) == 2, bad
+        assert "bad budget" in json.loads(capsys.readouterr().out)["error"] or bad == "0"
+    assert main(["evict", path, "--budgets", "99999999999999999999", "--top-k", "1000000000000", "--json"]) == 0
+    huge = json.loads(capsys.readouterr().out)["results"]
+    assert all(r["mass_mean"] == 1.0 for r in huge)  # a budget beyond the context keeps everything
+    same = str(tmp_path / "same.png")
+    assert main(["evict", path, "-o", same, "--plot", same]) == 2
+    assert "same file" in capsys.readouterr().err and not os.path.exists(same)
     assert main(["evict", path, "--layers", "1", "--policies", "tova", "--budgets", "3"]) == 0
     text = capsys.readouterr().out
     assert "tova" in text and "share_of_oracle" in text
@@ -361,3 +385,34 @@ def test_every_format_replays_the_same(tmp_path):
     for other in (lines, h5, folder):
         assert evict(other, policies, budgets).rows == expected, other
     assert evict(path, policies, budgets).rows == expected
+
+
+@pytest.mark.decodes
+def test_report_stands_when_the_capture_cannot_be_replayed(tmp_path, capsys):
+    """One step with attention: the report is written, its eviction section says why it is empty."""
+    rng = np.random.default_rng(2)
+    doc = capture_doc([rng.dirichlet(np.ones(6), (1, 2)).astype(np.float32)])
+    path = write(tmp_path / "one.json", doc)
+    out = tmp_path / "r.md"
+    assert main(["report", path, "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["eviction"] is None and "at least two steps" in summary["eviction_note"]
+    assert "What eviction would keep" in out.read_text() and not (tmp_path / "r.evict.png").exists()
+    (tmp_path / "r.evict.png").write_text("an older picture")  # --no-evict neither needs nor touches it
+    assert main(["report", path, "-o", str(out), "--force", "--no-evict"]) == 0
+    assert (tmp_path / "r.evict.png").read_text() == "an older picture"
+
+
+@pytest.mark.decodes
+def test_report_has_the_eviction_section_and_picture(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = synth(tmp_path, layers=2, heads=2, prompt=40, tokens=12)
+    out = tmp_path / "r.md"
+    assert main(["report", path, "-o", str(out), "--evict-budgets", "8,25%", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = summary["eviction"]
+    assert [(r["policy"], r["budget_spec"]) for r in rows] == [(p, b) for p in POLICIES for b in ("8", "25%")]
+    text = out.read_text()
+    assert "## What eviction would keep" in text and "| oracle_future | 10 |" in text
+    assert "r.evict.png" in text and (tmp_path / "r.evict.png").read_bytes()[:4] == b"\x89PNG"
+    assert summary["evict_plot"] == str(tmp_path / "r.evict.png")

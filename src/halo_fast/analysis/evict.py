@@ -17,32 +17,36 @@ policy can be replayed from it for many budgets at once, without a model or a GP
   proxy, since a real eviction changes the attention of every later step.
 
 Policies (:data:`POLICIES`; the papers' defaults scaled to the budget ``B``):
-``streaming`` (StreamingLLM: the first 4 positions and the most recent ``B - 4``),
-``h2o`` (per head: the ``B // 2`` most recent cached positions protected, the rest ranked by
-attention summed over the observed steps), ``tova`` (per layer: the last observed step's
-attention averaged over the layer's heads), ``snapkv`` (per head: the attention of the last
-``window = max(1, min(32, B // 4))`` observed steps summed and average-pooled with kernel 5,
-re-selected every ``window`` steps, the last ``window`` positions protected),
+``streaming`` (StreamingLLM: the first ``min(4, B - 1)`` positions and the most recent rest,
+the newest among them), ``h2o`` (per head: the ``B // 2`` most recent positions protected, the
+rest ranked by attention summed over the observed steps), ``tova`` (per layer: the last
+observed step's attention averaged over the layer's heads), ``snapkv`` (per head: the attention
+of the last ``window = max(1, min(32, B // 4))`` observed steps summed and average-pooled with
+kernel 5, re-selected every ``window`` steps, the last ``window`` positions protected and the
+positions that came after a re-selection kept until the next one scores them),
 ``scissorhands`` (per head: in how many of the last 32 observed steps the position's
 attention exceeded ``1 / context``; the ``max(1, B // 8)`` most recent protected),
 ``pyramidkv`` (snapkv's scores, per-layer budgets falling linearly from
-``window + 2 (B - window) - m`` at layer 0 to about ``window + m`` at the capture's last layer,
-``m = (B - window) // 20``, once the context exceeds ``B``: before, nothing is evicted), ``random`` (per head, seeded), ``hw_frontend`` (Halo Weave's
-brightness, ``updateBrightness`` on the step's ``mean_js`` aggregate, as one cache for the
-whole model; the system prompt is never evicted; with ``unit="sentence"`` whole sentences go by
-peak brightness as ``pruneToFit`` deletes them), and the oracles ``oracle_step`` (per head,
-each step's own top-``B``, readmission allowed: no policy with ``B`` per head keeps more) and
-``oracle_future`` (per head, no readmission: evicts the cached position with the least
+``window + 2 (B - window) - m`` at layer 0 to ``window + m`` at the capture's last layer,
+``m = (B - window) // 20``, rounded, their mean ``B``, once the context exceeds ``B``: before,
+nothing is evicted), ``random`` (per head, seeded), ``hw_frontend`` (Halo Weave's brightness,
+``updateBrightness`` on the step's ``mean_js`` aggregate, as one cache for the whole model; the
+system prompt is never evicted; with ``unit="sentence"`` whole sentences go by peak brightness
+as ``pruneToFit`` deletes them), and the oracles ``oracle_step`` (per head, each step's own
+top-``B``, readmission allowed: no policy whose cache holds at most ``B`` positions keeps more)
+and ``oracle_future`` (per head, no readmission: evicts the cached position with the least
 attention still to come, new ones included; a hindsight heuristic, not a bound -- a causal
 policy can beat it on an odd capture).
 
 Everything runs in one pass over the capture (two with ``oracle_future``, whose first pass
 sums the attention to come); the state is allocated once, per policy rather than per budget
-where the scores do not depend on it; one token's tensor is in memory at a time.
+where the scores do not depend on it; one window of tokens (about ``window_bytes`` of file,
+or one token for formats read token by token) is in memory at a time, never the capture.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -116,20 +120,22 @@ def parse_budgets(budgets, n_prompt: int) -> list[tuple[str, int]]:
             text = part.strip()
             if not text:
                 continue
-            try:
-                if text.endswith("%"):
+            bad = f"bad budget {text!r}: use tokens (64) or a positive share of the prompt (10%)"
+            if text.endswith("%"):
+                try:
                     share = float(text[:-1])
-                    if not n_prompt:
-                        raise ValueError(f"budget {text}: the capture has no prompt to take a share of")
-                    tokens = max(1, int(round(share / 100.0 * n_prompt)))
-                    if not share > 0:
-                        raise ValueError
-                else:
+                except ValueError:
+                    raise ValueError(bad) from None
+                if not (math.isfinite(share) and share > 0):
+                    raise ValueError(bad)
+                if not n_prompt:
+                    raise ValueError(f"budget {text}: the capture has no prompt to take a share of")
+                tokens = max(1, int(round(share / 100.0 * n_prompt)))
+            else:
+                try:
                     tokens = int(text)
-            except ValueError as exc:
-                raise ValueError(
-                    str(exc) or f"bad budget {text!r}: use tokens (64) or a share of the prompt (10%)"
-                ) from None
+                except ValueError:
+                    raise ValueError(bad) from None
             if tokens < 1:
                 raise ValueError(f"a budget must be at least 1 token, got {text}")
             out.append((text, tokens))
@@ -153,20 +159,24 @@ def snap_window(budget: int) -> int:
 
 
 def pyramid_budgets(budget: int, n_layers: int) -> np.ndarray:
-    """PyramidKV's per-layer budgets for the capture's ``n_layers`` layers (its integer steps)."""
+    """PyramidKV's per-layer budgets for the capture's ``n_layers`` layers: from ``window + high`` at
+    layer 0 down to ``window + low`` at the last, ``low = (B - window) // 20``, ``high = 2 (B - window)
+    - low``, linear and rounded so that their mean is ``B`` (PyramidKV steps by an integer
+    ``(high - low) // (layers - 1)``, which at small budgets gives every layer up to twice ``B``)."""
     window = snap_window(budget)
     usable = max(budget - window, 0)
     if n_layers < 2:
         return np.full(n_layers, budget, dtype=np.int64)
     low = usable // PYRAMID_BETA
     high = 2 * usable - low
-    step = (high - low) // (n_layers - 1)
-    return np.maximum(window + high - step * np.arange(n_layers, dtype=np.int64), 1)
+    falling = high - (high - low) * np.arange(n_layers) / (n_layers - 1)
+    return np.maximum(np.round(window + falling).astype(np.int64), 1)
 
 
 def make_instance(policy: str, spec: str, budget: int, unit: str, n_system: int) -> Instance:
-    if policy == "streaming":
-        return Instance(policy, spec, budget, "model", ek.SCORE_POSITION, None, SINKS, max(budget - SINKS, 0))
+    if policy == "streaming":  # the recent window holds the new position: at least one of B
+        sinks = min(SINKS, budget - 1)
+        return Instance(policy, spec, budget, "model", ek.SCORE_POSITION, None, sinks, budget - sinks)
     if policy == "h2o":
         return Instance(policy, spec, budget, "head", ek.SCORE_ARRAY, "sum", 0, budget // 2)
     if policy == "tova":
@@ -319,7 +329,8 @@ class Replay:
             self.context = build_context(cap.prompt_table, self.width, int_column(table, "position", n, -1), texts)
             n_system = self.context.n_system
             self.bright_plan = make_plan("mean_js", ("layers", "heads"), layers, heads, n_layers, n_heads)
-        specs = parse_budgets(budgets, self.n_prompt)
+        # a budget beyond the longest context keeps everything: the context's length does the same
+        specs = [(spec, min(b, self.width)) for spec, b in parse_budgets(budgets, self.n_prompt)]
         self.instances = [make_instance(p, s, b, unit, n_system) for p in names for s, b in specs]
         self._allocate()
         return self
@@ -348,7 +359,8 @@ class Replay:
         self.pyramids = {}
         for j, i in enumerate(inst):
             if i.policy == "pyramidkv":
-                self.pyramids[j] = pyramid_budgets(i.budget, self.n_layers)[self.layer_ids][layer_of_row]
+                layered = np.minimum(pyramid_budgets(i.budget, self.n_layers), C)
+                self.pyramids[j] = layered[self.layer_ids][layer_of_row]
                 self.budget[j] = np.maximum(self.pyramids[j], i.budget)
             else:
                 self.budget[j] = i.budget
@@ -370,7 +382,7 @@ class Replay:
         self.scratch = np.zeros((R if len(self.oracle_order) else 1, 2, C))
         self.probs = np.zeros((R, C))
         self.totals = np.zeros(R)
-        self.top = np.zeros((R, self.top_k), dtype=np.int64)
+        self.top = np.zeros((R, min(self.top_k, C)), dtype=np.int64)  # a row has at most C positions
         self.n_top = np.zeros(R, dtype=np.int64)
         self.mass = np.zeros((J, R))
         self.recall = np.zeros((J, R))
@@ -388,6 +400,13 @@ class Replay:
             self.bright_counts = np.zeros((1, C), dtype=np.int64)
 
     # ------------------------------------------------------------------ the passes
+
+    def layer_budgets(self, j: int) -> np.ndarray:
+        """Instance ``j``'s budget for each replayed layer (pyramidkv's fall; the others' are all B)."""
+        i = self.instances[j]
+        if i.policy == "pyramidkv":
+            return pyramid_budgets(i.budget, self.n_layers)[self.layer_ids]
+        return np.full(len(self.layer_ids), i.budget, dtype=np.int64)
 
     def _tokens(self, cap):
         """``(k, i, values)`` for the k-th replayed token ``i`` and its flat float32 values."""

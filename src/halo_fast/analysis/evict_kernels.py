@@ -74,6 +74,8 @@ def prepare_rows(values, rows, ctx, softmax, out, totals):
         base = rows[r] * ctx
         if base < 0 or base + n > values.shape[0]:
             totals[r] = np.nan
+            for i in range(n):
+                out[r, i] = np.nan
             continue
         if softmax:
             top = -np.inf
@@ -392,8 +394,9 @@ def layer_means(probs, ctx, first_rows, n_heads, out):
 @kernel(parallel=True)
 def pool_window(acc, n, kernel_size, out):
     """SnapKV's score: ``acc`` (a window's summed attention) averaged over ``kernel_size`` positions
-    centred on each (zero padding counted, as ``avg_pool1d`` does), for positions below ``n``; then
-    ``acc`` is cleared for the next window."""
+    centred on each (zero padding counted, as ``avg_pool1d`` does), for positions below ``n`` (those
+    the window saw); the positions from ``n`` on, not scored until the next re-selection, get +inf
+    (kept until then). Then ``acc`` is cleared for the next window."""
     n_rows = min(acc.shape[0], out.shape[0])
     n = min(n, acc.shape[1], out.shape[1])
     half = kernel_size // 2
@@ -403,5 +406,7 @@ def pool_window(acc, n, kernel_size, out):
             for q in range(max(i - half, 0), min(i + half + 1, n)):
                 s += acc[r, q]
             out[r, i] = s / kernel_size
+        for i in range(n, out.shape[1]):
+            out[r, i] = np.inf
         for i in range(acc.shape[1]):
             acc[r, i] = 0.0

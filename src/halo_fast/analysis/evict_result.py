@@ -27,8 +27,8 @@ COLUMNS = (
 
 @dataclass
 class EvictResult:
-    """``rows``: one dict per policy and budget -- ``policy``, ``budget`` (tokens per cache; pyramidkv:
-    the mean over layers it was asked for), ``budget_spec`` (as given: ``64``, ``10%``), ``level`` (what
+    """``rows``: one dict per policy and budget -- ``policy``, ``budget`` (tokens per cache, at most
+    the longest context; pyramidkv: the mean over layers it was asked for), ``budget_spec`` (as given: ``64``, ``10%``), ``level`` (what
     one cache serves: head, layer, model, sentence), ``cached_mean`` (positions a cache held, mean over
     scored steps and caches: above the budget where new or protected positions, or whole sentences,
     do not fit), ``mass_mean`` (over scored steps and rows),
@@ -150,7 +150,7 @@ def summarize(replay) -> EvictResult:
         for j, inst in enumerate(replay.instances):
             per_step = replay.step_mass[:, j]
             layer_mass = replay.step_layer_mass[:, j, :]
-            layer_budget = replay.budget[j].reshape(len(replay.layer_ids), -1)[:, 0]
+            layer_budget = replay.layer_budgets(j)
             rows.append(
                 {
                     "policy": inst.policy,

@@ -90,7 +90,7 @@ def report(
     path = os.fspath(path)
     image = image_beside(path)
     evict_image = evict_image_beside(path)
-    for target in (path, image, evict_image):
+    for target in (path, image, evict_image) if evict_budgets else (path, image):
         if os.path.exists(target) and not force:
             raise FileExistsError(f"{target} exists; pass force=True (--force) to overwrite it")
     red = open_reduced(source, **reduce_options)

@@ -17,7 +17,10 @@ def evict_image_beside(report_path) -> str:
 
 def eviction_part(red, budgets, kind: str | None):
     """``(EvictResult or None, note)``: the replay on ``red``'s capture with its layers, heads and steps;
-    None with the reason when there is no capture to replay (a reduce output) or ``budgets`` is empty."""
+    None with the reason when there is no capture to replay (a reduce output), ``budgets`` is empty or
+    the capture cannot be replayed (one step with attention, a shrinking context, shares of a prompt
+    it does not have): the rest of the report stands without it."""
+    from ..errors import CaptureError
     from ..store import is_reduce_output
     from .evict import POLICIES, evict
 
@@ -26,17 +29,23 @@ def eviction_part(red, budgets, kind: str | None):
     origin = red.source
     if not origin or not os.path.exists(origin) or is_reduce_output(origin):
         return None, "needs the capture itself: a reduce output holds no per-head attention to replay"
-    result = evict(
-        origin,
-        POLICIES,
-        budgets,
-        layers=red.layers,
-        heads=red.heads,
-        every=red.every,
-        tokens=red.tokens,
-        kind=kind,
-        recover=bool(red.extra.get("recovery")),
-    )
+    try:
+        result = evict(
+            origin,
+            POLICIES,
+            budgets,
+            layers=red.layers,
+            heads=red.heads,
+            every=red.every,
+            tokens=red.tokens,
+            kind=kind,
+            recover=bool(red.extra.get("recovery")),
+        )
+    except (CaptureError, ValueError) as exc:
+        message = str(exc)
+        if message.startswith(f"{origin}: "):  # a CaptureError names the file: the report already does
+            message = message[len(origin) + 2 :]
+        return None, f"not possible on this capture: {message}"
     return result, None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..analysis.text import table
 from .common import (
     Output,
@@ -69,6 +71,13 @@ def run(args) -> Output:
         for path in (args.output, args.plot):
             if path:
                 check_output(path, args.force)
+        if args.output and args.plot and os.path.abspath(args.output) == os.path.abspath(args.plot):
+            raise ValueError("-o and --plot name the same file: give the table and the picture a path each")
+    if args.plot:  # before the replay: a missing matplotlib is found in a second, not after the work
+        from ..analysis.heatmap import require_matplotlib
+
+        require_matplotlib()
+    with usage_errors():
         result = evict(
             args.capture,
             args.policies,
