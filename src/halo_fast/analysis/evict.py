@@ -263,7 +263,7 @@ class LoadedSource:
         self.has_attention = np.asarray(cap.tokens["has_attention"])
         self.recovery = cap.recovery
 
-    def token_windows(self, ids: np.ndarray):
+    def token_windows(self, ids: np.ndarray, phase: str = "read"):
         cap, starts = self.capture, np.zeros(2, dtype=np.int64)
         for i in ids.tolist():
             values = cap.values[cap.offsets[i] : cap.offsets[i + 1]]
@@ -408,10 +408,10 @@ class Replay:
             return pyramid_budgets(i.budget, self.n_layers)[self.layer_ids]
         return np.full(len(self.layer_ids), i.budget, dtype=np.int64)
 
-    def _tokens(self, cap):
+    def _tokens(self, cap, phase: str):
         """``(k, i, values)`` for the k-th replayed token ``i`` and its flat float32 values."""
         k = 0
-        for batch, values, starts in cap.token_windows(self.ids):
+        for batch, values, starts in cap.token_windows(self.ids, phase):
             for b, i in enumerate(batch.tolist()):
                 yield k, i, values[starts[b] : starts[b + 1]]
                 k += 1
@@ -424,10 +424,10 @@ class Replay:
     def run(self, cap) -> None:
         if "future" in self.slots:  # the attention still to come, summed once
             future = self.scores[self.slots["future"]]
-            for k, _, values in self._tokens(cap):
+            for k, _, values in self._tokens(cap, "evict: attention to come"):
                 self._prepare(values, int(self.ctx[k]))
                 ek.accumulate(self.probs, int(self.ctx[k]), future, 1.0)
-        for k, i, values in self._tokens(cap):
+        for k, i, values in self._tokens(cap, "evict: replay"):
             ctx = int(self.ctx[k])
             self._prepare(values, ctx)
             if k:

@@ -125,14 +125,16 @@ class CaptureSource:
         """A progress bar over ``count`` tokens of one phase (nothing shown without ``progress``)."""
         return progress_bar(count, self.progress, phase, unit="tok")
 
-    def token_windows(self, ids: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def token_windows(
+        self, ids: np.ndarray, phase: str = "read"
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The tokens ``ids`` (in order, each with attention) a window at a time, for a pass that needs
         every token's full tensor but never all of them at once: ``(batch, values, starts)``, token
         ``batch[k]``'s flat float32 values being ``values[starts[k]:starts[k + 1]]``. The buffer is
         reused: copy what must outlive the next window. Here one token per window; formats that
-        parse in parallel (single JSON) give many."""
+        parse in parallel (single JSON) give many. ``phase``: the progress bar's label."""
         starts = np.zeros(2, dtype=np.int64)
-        with self.token_bar(len(ids), "read") as bar:
+        with self.token_bar(len(ids), phase) as bar:
             for i in ids.tolist():
                 values = self.token_values(i)
                 starts[1] = len(values)

@@ -84,8 +84,8 @@ class ScannedJson(CaptureSource):
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
         return reduce_attention(self, ids, plan)
 
-    def token_windows(self, ids: np.ndarray):
-        return decode_windows(self, ids)
+    def token_windows(self, ids: np.ndarray, phase: str = "read"):
+        return decode_windows(self, ids, phase)
 
 
 def _public(recovery: dict | None) -> dict | None:

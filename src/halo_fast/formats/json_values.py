@@ -233,7 +233,7 @@ def reduce_attention(scan: ScannedJson, ids: np.ndarray, plan) -> np.ndarray:
     return data
 
 
-def decode_windows(scan: ScannedJson, ids: np.ndarray):
+def decode_windows(scan: ScannedJson, ids: np.ndarray, phase: str = "read"):
     """``ScannedJson.token_windows``: the tokens ``ids`` parsed in parallel about ``window_bytes`` of
     file at a time into one reused buffer, each window's mapped pages released behind it."""
     import numba
@@ -249,7 +249,7 @@ def decode_windows(scan: ScannedJson, ids: np.ndarray):
     n_threads = numba.get_num_threads()
     sizes = np.maximum(layout.data_close[ids] - layout.data_open[ids], 0)
     buffer = np.empty(0, dtype=np.float32)
-    with progress_bar(int(sizes.sum()), scan.progress, "read") as bar:
+    with progress_bar(int(sizes.sum()), scan.progress, phase) as bar:
         for batch in _batches(ids, sizes, scan.window_bytes, n_threads):
             starts = np.zeros(len(batch) + 1, dtype=np.int64)
             np.cumsum(counts[batch], out=starts[1:])
