@@ -93,15 +93,17 @@ def generated(red) -> tuple[np.ndarray, np.ndarray, list[str]]:
     source = red.source
     if source and os.path.exists(source) and not is_reduce_output(source):
         with open_capture(source, recover=bool(red.extra.get("recovery"))) as cap:
-            table = cap.token_table
-            n = len(table)
-            positions = int_column(table, "position", n, -1)
-            ids = int_column(table, "token_id", n, -1)
-            texts = [_text(t) for t in (table["text"] if "text" in table else [""] * n)]
-            return positions, ids, texts
+            return generated_tokens(cap.token_table)
     n = len(red.steps)
     ids = np.asarray(red.token_ids, dtype=np.int64) if len(red.token_ids) else np.full(n, -1, np.int64)
     return np.asarray(red.positions, dtype=np.int64), ids, [_text(t) for t in red.texts]
+
+
+def generated_tokens(table) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(positions, token ids, texts) of every row of a capture's token table."""
+    n = len(table)
+    texts = [_text(t) for t in (table["text"] if "text" in table else [""] * n)]
+    return int_column(table, "position", n, -1), int_column(table, "token_id", n, -1), texts
 
 
 def context_tokens(red) -> ContextTokens:

@@ -53,8 +53,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..formats.base import CaptureSource
+from ..kernels.reduce import reduce_decoded
 from . import evict_kernels as ek
+from .conversation import build_context, front_end_sentences, generated_tokens, prune_steps
 from .evict_result import EvictResult, summarize
+from .hw_kernels import frontend_step
+from .hw_rules import FRONTEND_START
 
 POLICIES = (
     "streaming",
@@ -253,22 +258,21 @@ def evict(
         return run(cap)
 
 
-class LoadedSource:
-    """A loaded :class:`~halo_fast.Capture` as the source a replay reads (tables, shapes, values)."""
+class LoadedSource(CaptureSource):
+    """A loaded :class:`~halo_fast.Capture` as a source: its tables and shapes, its values by slicing
+    (``token_windows`` is the generic one, a token at a time)."""
+
+    format_name = "loaded"
 
     def __init__(self, cap) -> None:
+        super().__init__(cap.path or "<capture>")
         self.capture = cap
-        self.path = cap.path or "<capture>"
-        self.token_table, self.prompt_table, self.shapes = cap.tokens, cap.prompt_tokens, cap.shapes
+        self.metadata, self.prompt_table, self.token_table = cap.metadata, cap.prompt_tokens, cap.tokens
+        self.shapes, self.offsets, self.recovery = cap.shapes, cap.offsets, cap.recovery
         self.has_attention = np.asarray(cap.tokens["has_attention"])
-        self.recovery = cap.recovery
 
-    def token_windows(self, ids: np.ndarray, phase: str = "read"):
-        cap, starts = self.capture, np.zeros(2, dtype=np.int64)
-        for i in ids.tolist():
-            values = cap.values[cap.offsets[i] : cap.offsets[i + 1]]
-            starts[1] = len(values)
-            yield np.array([i], dtype=np.int64), values, starts
+    def token_values(self, i: int) -> np.ndarray:
+        return self.capture.values[self.offsets[i] : self.offsets[i + 1]]
 
 
 class Replay:
@@ -322,11 +326,8 @@ class Replay:
         self.context = None
         n_system = 0
         if "hw_frontend" in names:
-            from .conversation import build_context, int_column
-
-            n = len(table)
-            texts = ["" if t is None else str(t) for t in (table["text"] if "text" in table else [""] * n)]
-            self.context = build_context(cap.prompt_table, self.width, int_column(table, "position", n, -1), texts)
+            positions, _, texts = generated_tokens(table)
+            self.context = build_context(cap.prompt_table, self.width, positions, texts)
             n_system = self.context.n_system
             self.bright_plan = make_plan("mean_js", ("layers", "heads"), layers, heads, n_layers, n_heads)
         # a budget beyond the longest context keeps everything: the context's length does the same
@@ -346,7 +347,7 @@ class Replay:
         self.score_of = np.array([self.slots.get(i.slot, 0) for i in inst], dtype=np.int64)
         self.scores = np.zeros((max(len(self.slots), 1), R, C))
         if "bright" in self.slots:
-            self.scores[self.slots["bright"], 0, :] = _frontend_start()
+            self.scores[self.slots["bright"], 0, :] = FRONTEND_START
         if "random" in self.slots:
             ek.random_scores(np.uint64(self.seed & ((1 << 64) - 1)), self.rows, self.scores[self.slots["random"]])
         self.windows = sorted({i.window for i in inst if i.window})
@@ -464,8 +465,6 @@ class Replay:
     def _prune_sentences(self, j: int, ctx: int, ctx_prev: int) -> None:
         """``pruneToFit`` at this step for the sentence-unit instance ``j``: whole sentences by peak
         brightness until the context fits its budget (or nothing more may go)."""
-        from .conversation import front_end_sentences, prune_steps
-
         alive, budget = self.alive[j], int(self.budget[j, 0])
         alive[ctx_prev:ctx] = True
         kept = int(alive[:ctx].sum())
@@ -530,18 +529,9 @@ class Replay:
 
     def _brighten(self, values, ctx: int, n_rows: int, score) -> None:
         """``updateBrightness`` with this step's ``mean_js`` aggregate over the replayed rows."""
-        from ..kernels.reduce import reduce_decoded
-        from .hw_kernels import frontend_step
-
         p = self.bright_plan
         reduce_decoded(
             values, n_rows, ctx, p.row_group, p.first_row, p.group_size, p.op_code,
             self.bright_acc, self.bright_counts, self.bright_row,
         )  # fmt: skip
-        frontend_step(self.bright_row[0], ctx, self.context.n_system, _frontend_start(), score)
-
-
-def _frontend_start() -> float:
-    from .hw_rules import FRONTEND_START
-
-    return FRONTEND_START
+        frontend_step(self.bright_row[0], ctx, self.context.n_system, FRONTEND_START, score)

@@ -78,33 +78,32 @@ def frontend_step(row, ctx, first, cap, score):
     """``updateBrightness`` for one step (``row``: its aggregated attention): the eviction replay's
     running brightness, the same arithmetic as :func:`frontend_thresholds` and
     :func:`frontend_scores` step by step."""
-    n = _cols(ctx, min(row.shape[0], score.shape[0]))
+    th = _threshold(row, ctx)
+    if not (th > 0.0 and math.isfinite(th)):
+        return
+    for i in range(max(first, 0), _cols(ctx, min(row.shape[0], score.shape[0]))):
+        score[i] = _brighten(score[i], np.float64(row[i]), th, cap)
+
+
+@kernel(inline="always")
+def _threshold(row, ctx):
+    """The front end's ``(1 - sink) / (totalLen - 1)`` for one step's row: ``sink`` the row's largest
+    value (from 0, ``>``: NaN never wins), ``totalLen - 1`` the step's context length (the new token
+    is counted, the divisor is the context without it)."""
     sink = 0.0
-    for i in range(n):
+    for i in range(_cols(ctx, row.shape[0])):
         a = np.float64(row[i])
         if a > sink:
             sink = a
-    th = (1.0 - sink) / np.float64(ctx)
-    if not (th > 0.0 and math.isfinite(th)):
-        return
-    for i in range(max(first, 0), n):
-        score[i] = _brighten(score[i], np.float64(row[i]), th, cap)
+    return (1.0 - sink) / np.float64(ctx)
 
 
 @kernel()
 def frontend_thresholds(data, ctx, out):
-    """Per step the front end's ``(1 - sink) / (totalLen - 1)`` with ``sink`` the row's largest value
-    (from 0, ``>``: NaN never wins) and ``totalLen - 1`` the step's context length (the new token is
-    counted, the divisor is the context without it)."""
-    n_cols = data.shape[1]
+    """Per step the front end's threshold (:func:`_threshold`)."""
     n_steps = min(data.shape[0], ctx.shape[0], out.shape[0])
     for t in range(n_steps):
-        sink = 0.0
-        for i in range(_cols(ctx[t], n_cols)):
-            a = np.float64(data[t, i])
-            if a > sink:
-                sink = a
-        out[t] = (1.0 - sink) / np.float64(ctx[t])
+        out[t] = _threshold(data[t], ctx[t])
 
 
 @kernel(parallel=True)

@@ -272,14 +272,9 @@ class FormatSection:
         return cls(data["input"], data["mb"], rows)
 
 
-@dataclass
-class ConvertRow:
-    """``python -m halo_fast convert`` on one capture size, and the size of the .h5 it wrote."""
+class TimedRow:
+    """A row that is one :class:`Timing` of a whole command: ok or failed as its timing is."""
 
-    size: str
-    mb: float
-    tokens: int
-    output_mb: float | None
     timing: Timing
 
     @property
@@ -288,7 +283,18 @@ class ConvertRow:
 
     @property
     def failed(self) -> bool:
-        return self.timing.status == FAILED
+        return self.timing.failed
+
+
+@dataclass
+class ConvertRow(TimedRow):
+    """``python -m halo_fast convert`` on one capture size, and the size of the .h5 it wrote."""
+
+    size: str
+    mb: float
+    tokens: int
+    output_mb: float | None
+    timing: Timing
 
     def to_json(self) -> dict:
         head = {"size": self.size, "mb": self.mb, "tokens": self.tokens, "output_mb": self.output_mb}
@@ -300,7 +306,7 @@ class ConvertRow:
 
 
 @dataclass
-class EvictRow:
+class EvictRow(TimedRow):
     """A whole ``python -m halo_fast`` command on the main capture: ``reduce``, and ``evict`` with every
     policy at three budgets; ``ratio``: its time over ``reduce``'s in the same run."""
 
@@ -308,14 +314,6 @@ class EvictRow:
     mb: float
     timing: Timing
     ratio: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.timing.ok
-
-    @property
-    def failed(self) -> bool:
-        return self.timing.status == FAILED
 
     def to_json(self) -> dict:
         return {"command": self.command, "mb": self.mb, **self.timing.to_json(), "ratio": self.ratio}

@@ -81,9 +81,8 @@ def decode_attention(
     """Pass 2: parse every data array into one float32 buffer, window by window."""
     import numba
 
-    from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
+    from ..kernels.arrays import HARD_SLOTS
 
-    buf = mapped.bytes
     values = output_buffer(int(offsets[-1]))
     counts = np.diff(offsets)
     ids = np.flatnonzero(has_attention & (layout.data_open >= 0))
@@ -101,15 +100,23 @@ def decode_attention(
         for batch in batches:
             if not len(batch):
                 continue
-            order = _interleave(batch, n_threads)
-            decode_arrays(buf, layout.data_open, layout.data_close, offsets, counts, order, values, status, hard)
-            _check_status(mapped, layout, tokens, status, counts, batch, MESSAGES, ARRAY_OK)
-            for i in batch[status[batch, 3] > 0]:
-                _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, int(i), HARD_SLOTS)
-            lo, hi = int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1
-            mapped.release(lo, hi)
+            _decode_batch(mapped, layout, tokens, batch, offsets, counts, values, status, hard, n_threads)
             bar.update(int((layout.data_close[batch] - layout.data_open[batch]).sum()))
     return values
+
+
+def _decode_batch(mapped, layout, tokens, batch, offsets, counts, values, status, hard, n_threads) -> None:
+    """Parse the tokens ``batch`` (text arrays, in file order) in parallel into ``values`` at ``offsets``,
+    raise on the first bad one, give the hard numbers the reference's value, release their pages."""
+    from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
+
+    status[batch] = 0
+    order = _interleave(batch, n_threads)
+    decode_arrays(mapped.bytes, layout.data_open, layout.data_close, offsets, counts, order, values, status, hard)
+    _check_status(mapped, layout, tokens, status, counts, batch, MESSAGES, ARRAY_OK)
+    for i in batch[status[batch, 3] > 0].tolist():
+        _finish_hard(mapped, layout, tokens, offsets, counts, values, status, hard, i, HARD_SLOTS)
+    mapped.release(int(layout.data_open[batch[0]]), int(layout.data_close[batch[-1]]) + 1)
 
 
 def _check_status(mapped, layout, tokens, status, counts, batch, messages, ok_code):
@@ -238,7 +245,7 @@ def decode_windows(scan: ScannedJson, ids: np.ndarray, phase: str = "read"):
     file at a time into one reused buffer, each window's mapped pages released behind it."""
     import numba
 
-    from ..kernels.arrays import ARRAY_OK, HARD_SLOTS, MESSAGES, decode_arrays
+    from ..kernels.arrays import HARD_SLOTS
 
     layout = scan.layout
     n = len(layout.data_open)
@@ -260,15 +267,7 @@ def decode_windows(scan: ScannedJson, ids: np.ndarray, phase: str = "read"):
             for k in np.flatnonzero(layout.data_open[batch] < 0).tolist():  # base64 tokens
                 buffer[starts[k] : starts[k + 1]] = decode_one(scan, int(batch[k]))
             if len(parsed):
-                status[parsed] = 0
-                order = _interleave(parsed, n_threads)
-                decode_arrays(
-                    scan.mapped.bytes, layout.data_open, layout.data_close, local, counts, order, buffer, status, hard
-                )
-                _check_status(scan.mapped, layout, scan.tokens, status, counts, parsed, MESSAGES, ARRAY_OK)
-                for i in parsed[status[parsed, 3] > 0].tolist():
-                    _finish_hard(scan.mapped, layout, scan.tokens, local, counts, buffer, status, hard, i, HARD_SLOTS)
-                scan.mapped.release(int(layout.data_open[parsed[0]]), int(layout.data_close[parsed[-1]]) + 1)
+                _decode_batch(scan.mapped, layout, scan.tokens, parsed, local, counts, buffer, status, hard, n_threads)
             yield batch, buffer, starts
             bar.update(int(sizes[np.searchsorted(ids, batch)].sum()))
 
