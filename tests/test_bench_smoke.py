@@ -55,8 +55,8 @@ def test_large_adds_a_5gb_scaling_size():
 
 @pytest.mark.slow
 def test_bench_format_sections_smoke(tmp_path):
-    """The .bin directory, HDF5, gzip, convert and evict sections run, and every reader agrees with the JSON
-    decode."""
+    """The .bin directory, HDF5, gzip, convert, evict and batch sections run, and every reader agrees with the
+    JSON decode."""
     result = subprocess.run(
         [
             sys.executable,
@@ -65,7 +65,7 @@ def test_bench_format_sections_smoke(tmp_path):
             "bench",
             "--json",
             "--sections",
-            "directory,hdf5,gzip,convert,evict",
+            "directory,hdf5,gzip,convert,evict,batch",
             "--repeat",
             "1",
             "--size",
@@ -85,7 +85,14 @@ def test_bench_format_sections_smoke(tmp_path):
     rows = report["directory"]["rows"] + report["hdf5"]["rows"] + report["convert"]["rows"] + report["evict"]["rows"]
     assert [row["command"] for row in report["evict"]["rows"]] == ["reduce", "evict"]
     assert report["evict"]["rows"][0]["ratio"] == 1.0 and report["evict"]["rows"][1]["ratio"] > 0
-    rows += [row for part in report["gzip"]["inputs"] for row in part["rows"]]
+    batch = report["batch"]["rows"]
+    assert [(r["job"], r["how"]) for r in batch][:3] == [
+        ("reduce", "loop of single commands"),
+        ("reduce", "batch, 1 worker(s)"),
+        ("reduce", "batch, 2 worker(s)"),
+    ]
+    assert all(r["speedup"] > 0 and r["captures"] == 8 for r in batch) and batch[0]["speedup"] == 1.0
+    rows += batch + [row for part in report["gzip"]["inputs"] for row in part["rows"]]
     assert all(row["status"] == "ok" for row in rows), [(r.get("contender"), r.get("note")) for r in rows]
     assert {row["contender"] for row in report["directory"]["rows"]} == {
         "np.fromfile (floor)",

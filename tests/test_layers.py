@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "halo_fast"
 
 # Top to bottom; a module belongs to the layer with the longest prefix of its name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("cli", ("halo_fast.__main__", "halo_fast.cli")),
+    ("cli", ("halo_fast.__main__", "halo_fast.cli", "halo_fast.study")),
     ("analysis", ("halo_fast.analysis", "halo_fast.benchmark", "halo_fast.describe", "halo_fast.quality")),
     ("store", ("halo_fast.store", "halo_fast.synth")),
     ("api", ("halo_fast.api", "halo_fast")),

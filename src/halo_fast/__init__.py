@@ -28,6 +28,7 @@ __all__ = [
     "open_capture",
     "reduce",
     "evict",
+    "batch",
     "__version__",
 ]
 
@@ -36,6 +37,7 @@ _LAZY = {
     "open_capture": "api",
     "reduce": "api",
     "evict": "analysis.evict",
+    "batch": "study",
     "Capture": "capture",
     "Reduced": "reduction",
 }

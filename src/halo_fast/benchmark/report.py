@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .contenders import DESCRIPTIONS
-from .rows import ColdStart, ContenderRow, ConvertRow, EvictRow, FormatSection, Results, ScalingRow, ThreadRow
+from .rows import BatchRow, ColdStart, ContenderRow, ConvertRow, EvictRow, FormatSection, Results, ScalingRow, ThreadRow
 
 
 def machine_info() -> dict:
@@ -208,7 +208,7 @@ def _format_cells(section: FormatSection, ratios: Ratios) -> list[list[str]]:
 
 
 def format_sections(result: Results | dict) -> list[Table]:
-    """The other formats of the main capture (.bin directory, HDF5, gzip), `convert` and `evict`."""
+    """The other formats of the main capture (.bin directory, HDF5, gzip), `convert`, `evict` and `batch`."""
     res = _results(result)
     out = []
     d = res.directory
@@ -245,7 +245,26 @@ def format_sections(result: Results | dict) -> list[Table]:
         out.append(_convert_table(res.convert))
     if res.evict is not None:
         out.append(_evict_table(res.evict))
+    if res.batch is not None:
+        out.append(_batch_table(res.batch))
     return out
+
+
+def _batch_table(rows: list[BatchRow]) -> Table:
+    cells = []
+    for r in rows:
+        t = r.timing
+        if not r.ok:
+            cells.append([r.job, r.how, str(r.captures), _n(r.mb), t.status, "", "", "", t.note or ""])
+            continue
+        speedup = f"{r.speedup:.2f}x" if r.speedup else ""
+        cells.append([r.job, r.how, str(r.captures), _n(r.mb), _s(t.median_s), _s(t.min_s), _n(t.peak_rss_mb), speedup])
+    return Table(
+        "batch: the same captures through python -m halo_fast JOB one process each (a loop) and through "
+        "python -m halo_fast batch JOB ... --workers N (a local Dask cluster; peak RSS: the command's own process)",
+        ["job", "how", "captures", "MB", "median s", "min s", "peak RSS MB", "vs loop"],
+        cells,
+    )
 
 
 def _evict_table(rows: list[EvictRow]) -> Table:

@@ -324,6 +324,27 @@ class EvictRow(TimedRow):
 
 
 @dataclass
+class BatchRow(TimedRow):
+    """Eight captures through one job as a whole: ``how`` is a loop of single commands or ``batch`` with
+    N workers; ``speedup``: the loop's time over this row's, in the same run."""
+
+    job: str
+    how: str
+    captures: int
+    mb: float
+    timing: Timing
+    speedup: float | None = None
+
+    def to_json(self) -> dict:
+        head = {"job": self.job, "how": self.how, "captures": self.captures, "mb": self.mb}
+        return {**head, **self.timing.to_json(), "speedup": self.speedup}
+
+    @classmethod
+    def from_json(cls, data: dict) -> BatchRow:
+        return cls(data["job"], data["how"], data["captures"], data["mb"], Timing.from_json(data), data.get("speedup"))
+
+
+@dataclass
 class Results:
     """Everything one benchmark run measured; a section that did not run is empty or ``None``.
 
@@ -341,6 +362,7 @@ class Results:
     gzip: list[FormatSection] | None = None  # one per gzip input
     convert: list[ConvertRow] | None = None
     evict: list[EvictRow] | None = None
+    batch: list[BatchRow] | None = None
     rss_floor_mb: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -355,6 +377,7 @@ class Results:
             parts += section.rows if section else []
         parts += self.convert or []
         parts += self.evict or []
+        parts += self.batch or []
         return not any(part.failed for part in parts)
 
     def to_json(self) -> dict:
@@ -375,6 +398,8 @@ class Results:
             out["convert"] = {"rows": [row.to_json() for row in self.convert]}
         if self.evict is not None:
             out["evict"] = {"rows": [row.to_json() for row in self.evict]}
+        if self.batch is not None:
+            out["batch"] = {"rows": [row.to_json() for row in self.batch]}
         return {**out, "rss_floor_mb": self.rss_floor_mb, "notes": self.notes, "ok": self.ok}
 
     @classmethod
@@ -395,6 +420,7 @@ class Results:
             gzip=[FormatSection.from_json(p) for p in data["gzip"]["inputs"]] if data.get("gzip") else None,
             convert=[ConvertRow.from_json(row) for row in data["convert"]["rows"]] if data.get("convert") else None,
             evict=[EvictRow.from_json(row) for row in data["evict"]["rows"]] if data.get("evict") else None,
+            batch=[BatchRow.from_json(row) for row in data["batch"]["rows"]] if data.get("batch") else None,
             rss_floor_mb=data.get("rss_floor_mb"),
             notes=list(data.get("notes", [])),
         )

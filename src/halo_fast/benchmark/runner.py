@@ -24,6 +24,7 @@ from .rows import (
     FAILED,
     OK,
     SKIPPED,
+    BatchRow,
     Brief,
     ColdStart,
     ContenderRow,
@@ -39,9 +40,21 @@ from .rows import (
 
 CHILD = [sys.executable, "-m", "halo_fast.benchmark.contenders"]
 ALL_CONTENDERS = ("halo_fast", "json", "orjson", "msgspec", "simdjson", "read")
-SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert", "evict")
+SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert", "evict", "batch")
 #: The eviction replay the evict section times: every policy at these budgets.
 EVICT_BUDGETS = "64,128,256"
+#: batch section: this many captures of BATCH_SIZE bytes (or the main capture's size, when smaller), each job
+#: as a loop of single commands and as `batch` with each worker count.
+BATCH_COUNT, BATCH_SIZE, BATCH_WORKERS, BATCH_JOBS = 8, 150_000_000, (1, 2), ("reduce", "evict")
+#: A loop of single commands, one process each (what a study does without `batch`): JOB OUT_DIR CAPTURE...
+SINGLE_LOOP = (
+    "import subprocess, sys\n"
+    "job, out, *captures = sys.argv[1:]\n"
+    "suffix = {'reduce': '.reduced.h5', 'evict': '.evict.csv'}[job]\n"
+    "for i, capture in enumerate(captures):\n"
+    "    argv = [sys.executable, '-m', 'halo_fast', job, capture, '-o', f'{out}/{i}{suffix}', '--force']\n"
+    "    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)\n"
+)
 #: gzip section: input form -> tasks halo_fast runs on it (each input also gets its `gzip -dc` floor).
 #: halo_fast.load/reduce take any path, so a new reader is measured by listing its tasks here.
 GZIP_FORMS = {"jsonl.gz": ("load", "reduce"), "json.gz": ("load", "reduce")}
@@ -115,6 +128,8 @@ class Suite:
                 out.convert = self.convert_section()
             if "evict" in self.cfg.sections:
                 out.evict = self.evict_section(main)
+            if "batch" in self.cfg.sections:
+                out.batch = self.batch_section()
             out.rss_floor_mb = spawn(["true"]).rss_mb
             self.notes.append(
                 f"a peak RSS below ~{out.rss_floor_mb:.0f} MB cannot be seen: a new process "
@@ -349,6 +364,40 @@ class Suite:
             if row.ok and base.ok and base.median_s:
                 row.ratio = row.timing.median_s / base.median_s
         return rows
+
+    def batch_section(self) -> list[BatchRow]:
+        """BATCH_COUNT captures through `reduce` and `evict`: a loop of single commands against `batch` with
+        1 and 2 workers (local clusters), whole processes, same run. The peak RSS shown is the command's own
+        process: a batch's workers are other processes (each about one single command's)."""
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            skipped = Timing(SKIPPED, note="dask.distributed is not installed (pip install 'halo_fast[dask]')")
+            return [BatchRow(job, "batch", BATCH_COUNT, 0.0, skipped) for job in BATCH_JOBS]
+        size = min(BATCH_SIZE, self.cfg.size)
+        caps = [self.capture_seeded(size, self.cfg.seed + 1 + i) for i in range(BATCH_COUNT)]
+        paths, mb = [c["path"] for c in caps], sum(c["bytes"] for c in caps) / 1e6
+        rows = []
+        for job in BATCH_JOBS:
+            out = tempfile.mkdtemp(prefix=f"batch_{job}_", dir=self.scratch)
+            self.log(f"batch section: {job}, a loop of {BATCH_COUNT} single commands on {mb:.0f} MB ...")
+            loop = [sys.executable, "-c", SINGLE_LOOP, job, out, *paths]
+            rows.append(BatchRow(job, "loop of single commands", BATCH_COUNT, mb, measure(loop, self.cfg.repeat)))
+            for workers in BATCH_WORKERS:
+                self.log(f"batch section: {job}, batch with {workers} worker(s) on {mb:.0f} MB ...")
+                argv = [sys.executable, "-m", "halo_fast", "batch", job, *paths, "-o", out, "--force"]
+                argv += ["--workers", str(workers)]
+                rows.append(
+                    BatchRow(job, f"batch, {workers} worker(s)", BATCH_COUNT, mb, measure(argv, self.cfg.repeat))
+                )
+            base = rows[-1 - len(BATCH_WORKERS)].timing
+            for row in rows[-1 - len(BATCH_WORKERS) :]:
+                if row.ok and base.ok and row.timing.median_s:
+                    row.speedup = base.median_s / row.timing.median_s
+        return rows
+
+    def capture_seeded(self, size: int, seed: int) -> dict:
+        return ensure_capture(self.cfg.data_dir, size, seed, self.cfg.style, self.log)
 
     # ---- halo_fast alone: sizes, threads, cold start
 

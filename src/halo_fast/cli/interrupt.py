@@ -25,6 +25,12 @@ EXIT_INTERRUPTED = 130
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    exit_interrupted()
+
+
+def exit_interrupted() -> None:
+    """Remove the temporary outputs, say ``interrupted`` and end the process with 130 (also for a command
+    that took Ctrl-C as a KeyboardInterrupt to stop its own work first: ``batch``)."""
     # No import here: the signal may come in the middle of one (numpy's, say).
     try:
         discard_all()

@@ -43,8 +43,10 @@ SUBCOMMANDS = [
     "synth",
     "demo",
     "bench",
+    "batch",
+    "batch-stats",
 ]
-NO_KERNELS = ("bench", "synth")  # they run no kernel in this process: nothing to announce
+NO_KERNELS = ("bench", "synth", "batch", "batch-stats")  # they run no kernel in this process: nothing to announce
 
 
 class Parser(argparse.ArgumentParser):
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=Parser)
     sub.required = True
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f".{name}_cmd", __package__)
+        module = importlib.import_module(f".{name.replace('-', '_')}_cmd", __package__)
         module.add_parser(sub)
     return parser
 
