@@ -149,10 +149,12 @@ def test_each_job_gives_what_the_single_command_gives_bit_for_bit(job, captures,
 
 
 def test_a_corrupt_capture_is_a_failed_row_and_the_rest_completes(captures, corrupt, scheduler, tmp_path):
-    table = batch("reduce", [captures[0], corrupt, captures[1]], tmp_path, scheduler=scheduler)
-    assert list(table["status"]) == ["ok", "failed", "ok"]
+    missing = str(tmp_path / "gone.json")
+    table = batch("reduce", [captures[0], corrupt, captures[1], missing], tmp_path, scheduler=scheduler)
+    assert list(table["status"]) == ["ok", "failed", "ok", "failed"]
     error = table["error"][1]
     assert "corrupt.json" in error and "byte" in error  # the CaptureError's text: file and offset
+    assert "gone.json" in table["error"][3]
     assert not (tmp_path / "corrupt.reduce.json").exists() and not (tmp_path / "corrupt.reduced.h5").exists()
     assert table["tokens"][0] > 0 and np.isnan(table["tokens"][1])
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
@@ -208,6 +210,27 @@ class KillOnce(distributed.WorkerPlugin):
             except FileExistsError:
                 return
             os._exit(1)
+
+
+class KillAlways(distributed.WorkerPlugin):
+    """Kill the worker process whenever the task of a capture named ``killer`` starts (out of memory, say)."""
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish == "executing" and str(key).endswith("-killer"):
+            os._exit(1)
+
+
+def test_a_capture_that_kills_its_worker_each_time_is_a_failed_row(captures, tmp_path):
+    killer = tmp_path / "killer.json"
+    killer.write_bytes(Path(captures[0]).read_bytes())
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):  # the scheduler runs in this process
+        with _cluster() as cluster, distributed.Client(cluster) as client:
+            client.register_plugin(KillAlways())
+            table = batch("reduce", [str(killer), captures[1]], tmp_path / "out", scheduler=cluster.scheduler_address)
+    assert list(table["status"]) == ["failed", "ok"]
+    assert "died on each attempt" in table["error"][0]
 
 
 def test_a_killed_worker_loses_nothing(captures, tmp_path):
