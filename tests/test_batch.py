@@ -19,7 +19,8 @@ import pytest
 
 from halo_fast.cli.main import main
 from halo_fast.study import batch
-from halo_fast.study.engine import LOCK, locked, unique_names
+from halo_fast.study.engine import LOCK, locked
+from halo_fast.study.plan import unique_names
 from halo_fast.synth import write_capture
 
 distributed = pytest.importorskip("distributed")
@@ -69,7 +70,7 @@ def single(tmp_path, job, capture, *options):
         "evict": ["-o", str(tmp_path / "single.evict.csv")],
         "sentences": ["--csv", str(tmp_path / "single.sentences.csv")],
         "report": ["-o", str(tmp_path / "single.report.md")],
-        "convert": ["-o", str(tmp_path / "single.h5")],
+        "convert": ["-o", str(tmp_path / ("single_dir_bin" if "dir-bin" in options else "single.h5"))],
     }.get(job, [])
     code = subprocess.run(
         [sys.executable, "-m", "halo_fast", job, capture, *options, *out, "--json"],
@@ -111,21 +112,28 @@ def stable(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in VOLATILE}
 
 
-JOB_OPTIONS = {
-    "reduce": ["--op", "max", "--every", "2"],
-    "sentences": ["--layers", "1:"],
-    "decay": ["--rule", "hw_frontend"],
-    "score": ["--rule", "hw_frontend", "--heads", "0"],
-    "evict": ["--policies", "h2o,streaming,oracle_future", "--budgets", "16,25%"],
-    "report": ["--evict-budgets", "16"],
-    "convert": ["--every", "3"],
-}
+JOB_OPTIONS = [
+    ("reduce", ["--op", "max", "--every", "2"]),
+    ("sentences", ["--layers", "1:"]),
+    ("decay", ["--rule", "hw_frontend"]),
+    ("score", ["--rule", "hw_frontend", "--heads", "0"]),
+    ("evict", ["--policies", "h2o,streaming,oracle_future", "--budgets", "16,25%"]),
+    ("report", ["--evict-budgets", "16"]),
+    ("convert", ["--every", "3"]),
+    ("convert", ["--format", "dir-bin"]),
+]
 
 
-@pytest.mark.parametrize("job", list(JOB_OPTIONS))
-def test_each_job_gives_what_the_single_command_gives_bit_for_bit(job, captures, scheduler, tmp_path):
+def files_equal(a: Path, b: Path) -> None:
+    """Two folders' files equal byte for byte, by name."""
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
+@pytest.mark.parametrize("job, options", JOB_OPTIONS)
+def test_each_job_gives_what_the_single_command_gives_bit_for_bit(job, options, captures, scheduler, tmp_path):
     out = tmp_path / "out"
-    options = JOB_OPTIONS[job]
     assert main(["batch", job, *captures[:2], *options, "-o", str(out), "--scheduler", scheduler]) == 0
     for capture in captures[:2]:
         name = Path(capture).stem
@@ -135,7 +143,9 @@ def test_each_job_gives_what_the_single_command_gives_bit_for_bit(job, captures,
         record = json.loads((out / f"{name}.{job}.json").read_text())
         assert record["capture"] == os.path.abspath(capture) and record["job"] == job
         assert stable(record["result"]) == stable(expected)
-        if job in ("reduce", "convert"):
+        if job == "convert" and "dir-bin" in options:
+            files_equal(out / f"{name}_dir_bin", reference / "single_dir_bin")
+        elif job in ("reduce", "convert"):
             h5_equal(
                 out / (f"{name}.reduced.h5" if job == "reduce" else f"{name}.h5"), next(reference.glob("single*.h5"))
             )
@@ -144,6 +154,10 @@ def test_each_job_gives_what_the_single_command_gives_bit_for_bit(job, captures,
         if job == "report":  # the same report, but for the pictures' names beside it
             text = (out / f"{name}.report.md").read_text().replace(f"{name}.report.", "REPORT.")
             assert text == (reference / "single.report.md").read_text().replace("single.report.", "REPORT.")
+            for picture in ("heatmap", "evict"):
+                assert (out / f"{name}.report.{picture}.png").read_bytes() == (
+                    reference / f"single.report.{picture}.png"
+                ).read_bytes()
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["status"]) == ["ok", "ok"] and list(summary["name"]) == ["cap0", "cap1"]
 
@@ -171,8 +185,6 @@ def test_the_command_exits_1_when_a_capture_failed_and_json_says_which(captures,
 def test_a_rerun_skips_complete_captures_and_redoes_changed_ones(captures, corrupt, scheduler, tmp_path):
     first = batch("evict", captures + [corrupt], tmp_path, scheduler=scheduler, policies="h2o", budgets="16")
     assert list(first["status"]) == ["ok", "ok", "ok", "failed"]
-    changed = Path(tmp_path, "copy.json")
-    changed.write_bytes(Path(captures[1]).read_bytes())
     second = batch("evict", captures + [corrupt], tmp_path, scheduler=scheduler, policies=["h2o"], budgets=16)
     assert list(second["status"]) == ["skipped", "skipped", "skipped", "failed"]  # a failed one runs again
     figures = [c for c in first.columns if c.startswith("mass_")]
@@ -184,14 +196,20 @@ def test_a_rerun_skips_complete_captures_and_redoes_changed_ones(captures, corru
         batch("evict", captures, tmp_path, scheduler=scheduler, policies="h2o", budgets="32")
     forced = batch("evict", captures, tmp_path, scheduler=scheduler, policies="h2o", budgets="32", force=True)
     assert list(forced["status"]) == ["ok", "ok", "ok"]
+    other = tmp_path / "elsewhere" / "cap1.json"  # another capture of the same name: not its results
+    other.parent.mkdir()
+    other.write_bytes(Path(captures[1]).read_bytes())
+    with pytest.raises(ValueError, match="result of another capture"):
+        batch("evict", [str(other)], tmp_path, scheduler=scheduler, policies="h2o", budgets="32")
 
 
 def test_an_interrupted_attempt_leaves_no_skip(captures, scheduler, tmp_path):
-    """Outputs without their record (a worker killed before writing it) are redone, not skipped."""
+    """Outputs without their record (a worker killed before writing it) are redone, not skipped; what it left
+    half-written goes once the local cluster's workers are gone."""
     batch("reduce", captures[:1], tmp_path, scheduler=scheduler)
     (tmp_path / "cap0.reduce.json").unlink()
     (tmp_path / ".cap0.reduced.h5.abc.tmp").write_bytes(b"half")  # an atomic write cut short
-    again = batch("reduce", captures[:1], tmp_path, scheduler=scheduler)
+    again = batch("reduce", captures[:1], tmp_path, workers=1)
     assert list(again["status"]) == ["ok"]
     assert not (tmp_path / ".cap0.reduced.h5.abc.tmp").exists()
 
@@ -230,7 +248,7 @@ def test_a_capture_that_kills_its_worker_each_time_is_a_failed_row(captures, tmp
             client.register_plugin(KillAlways())
             table = batch("reduce", [str(killer), captures[1]], tmp_path / "out", scheduler=cluster.scheduler_address)
     assert list(table["status"]) == ["failed", "ok"]
-    assert "died on each attempt" in table["error"][0]
+    assert "died each time it held this capture" in table["error"][0]
 
 
 def test_a_killed_worker_loses_nothing(captures, tmp_path):
@@ -261,12 +279,70 @@ def test_the_summary_table_csv_parquet_and_dataframe_agree(captures, scheduler, 
 
 
 def test_a_local_cluster_from_the_command_line(captures, tmp_path, capsys):
-    """Without --scheduler: a local cluster of --workers processes, started and stopped by the batch; each
-    worker loads numba and the kernels once, whatever the number of captures it runs."""
+    """Without --scheduler: a local cluster of --workers processes, started and stopped by the batch."""
     code = main(["batch", "reduce", *captures, "-o", str(tmp_path), "--workers", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["counts"]["ok"] == 3
-    assert len({r["worker"] for r in out["summary"]}) == 1  # one worker process ran all three
+    assert len({r["worker"] for r in out["summary"]}) == 1
+
+
+def test_worker_processes_serve_many_captures(captures, scheduler, tmp_path):
+    """Three captures on two workers ran in at most two processes: numba and the kernels are loaded once
+    per worker, not once per capture."""
+    table = batch("decay", captures, tmp_path, scheduler=scheduler)
+    assert list(table["status"]) == ["ok"] * 3 and table["worker"].nunique() <= 2
+
+
+def test_relative_paths_are_the_clients(captures, scheduler, tmp_path, monkeypatch):
+    """The workers' folder is not this one: relative captures and OUT_DIR are made absolute first."""
+    monkeypatch.chdir(Path(captures[0]).parent)
+    table = batch("reduce", ["cap0.json"], os.path.relpath(tmp_path / "rel"), scheduler=scheduler)
+    assert list(table["status"]) == ["ok"] and table["capture"][0] == "cap0.json"
+    assert (tmp_path / "rel" / "cap0.reduced.h5").exists()
+    again = batch("reduce", ["cap0.json"], os.path.relpath(tmp_path / "rel"), scheduler=scheduler)
+    assert list(again["status"]) == ["skipped"]
+
+
+def test_a_capture_folder_is_a_capture(captures, scheduler, tmp_path):
+    folder = tmp_path / "cap0_bin"
+    assert main(["convert", captures[0], "--format", "dir-bin", "-o", str(folder)]) == 0
+    table = batch("reduce", [str(folder)], tmp_path / "out", scheduler=scheduler)
+    assert list(table["status"]) == ["ok"] and table["name"][0] == "cap0_bin"
+    single(tmp_path, "reduce", str(folder))
+    h5_equal(tmp_path / "out" / "cap0_bin.reduced.h5", tmp_path / "single.reduced.h5")
+    later = time.time_ns() + 10**9  # a file rewritten in place: the folder's own time stays
+    os.utime(folder / "metadata.json", ns=(later, later))
+    assert list(batch("reduce", [str(folder)], tmp_path / "out", scheduler=scheduler)["status"]) == ["ok"]
+
+
+def test_an_output_may_not_replace_a_capture(captures, scheduler, tmp_path):
+    h5 = tmp_path / "cap0.h5"
+    assert main(["convert", captures[0], "-o", str(h5)]) == 0
+    with pytest.raises(ValueError, match="would replace a capture"):
+        batch("convert", [str(h5)], tmp_path, scheduler=scheduler)
+
+
+def test_a_result_without_its_figures_leaves_no_record(captures, tmp_path, monkeypatch):
+    """``run_one`` itself (as a worker runs it): key figures that fail make a failed row and no record, so the
+    capture runs again next time instead of breaking the plan."""
+    from halo_fast.study import jobs
+
+    ns = jobs.job_parser("decay").parse_intermixed_args([captures[0]])
+
+    def broken(data):
+        raise KeyError("rate")
+
+    monkeypatch.setitem(jobs.JOBS, "decay", jobs.Job(jobs.JOBS["decay"].module, jobs.JOBS["decay"].outputs, broken))
+    row = jobs.run_one("decay", ns, captures[0], str(tmp_path), "cap0", None)
+    assert row["status"] == "failed" and "KeyError" in row["error"]
+    assert not (tmp_path / "cap0.decay.json").exists()
+
+
+def test_help_shows_the_batch_and_the_jobs_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["batch", "evict", "--help"])
+    text = capsys.readouterr().out
+    assert info.value.code == 0 and "--scheduler" in text and "--policies" in text
 
 
 def test_captures_may_stand_among_the_job_options(captures, scheduler, tmp_path, capsys):
@@ -287,6 +363,8 @@ def test_captures_may_stand_among_the_job_options(captures, scheduler, tmp_path,
         (["batch", "nojob", "{c}", "-o", "{d}"], "invalid choice"),
         (["batch", "reduce", "{c}", "{c}", "-o", "{d}"], "given twice"),
         (["batch", "reduce", "{c}", "-o", "{d}", "--workers", "0"], "at least 1"),
+        (["batch", "reduce", "{c}", "-o", "{d}", "--forc"], "unrecognized"),  # no abbreviation reaches the job
+        (["batch", "reduce", "{c}", "-o", "{d}", "--workers", "2", "--scheduler", "tcp://x:1"], "local cluster"),
     ],
 )
 def test_bad_command_lines_are_usage_errors(argv, message, captures, tmp_path, capsys):
@@ -309,6 +387,9 @@ def test_names_are_unique_when_file_names_repeat(tmp_path):
     c = tmp_path / "other.jsonl.gz"
     assert unique_names([str(c)]) == {str(c): "other"}
     assert unique_names([str(a), str(b)]) == {str(a): "m1__p__capture", str(b): "m2__p__capture"}
+    assert unique_names([str(a), str(b), str(c)])[str(c)] == "other"  # only the names that collide change
+    with pytest.raises(ValueError, match="would both be named x"):
+        unique_names([str(tmp_path / "x.json"), str(tmp_path / "x.jsonl")])
     with pytest.raises(ValueError, match="given twice"):
         unique_names([str(a), str(tmp_path / "m1" / ".." / "m1" / "p" / "capture.json")])
 

@@ -4,8 +4,8 @@ Importing the package is cheap -- it imports nothing but its version and errors:
 API, formats and numba kernels are imported (kernels compiled, or loaded from numba's
 cache) when a name or function that needs them is first used. That keeps
 ``python -m halo_fast`` quick to reach the point where it handles Ctrl-C itself.
-The package's namespace names the public calls of every layer (``evict`` is an analysis);
-the layers themselves import only downwards.
+The package's namespace names the public calls of every layer (``evict`` is an analysis,
+``batch`` runs the commands on Dask); the layers themselves import only downwards.
 """
 
 from ._version import __version__
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .api import load, open_capture, reduce
     from .capture import Capture
     from .reduction import Reduced
+    from .study import batch
 
 __all__ = [
     "CaptureError",

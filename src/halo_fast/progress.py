@@ -13,6 +13,9 @@ class NoProgress:
     def update(self, n: int) -> None:
         pass
 
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
 
 def progress_bar(total: int, enabled: bool, description: str, unit: str = "B"):
     """A tqdm bar on stderr, or (without importing tqdm: a short run's time counts) one that shows nothing.

@@ -43,12 +43,17 @@ class BatchParser(Parser):
     for captures, and a capture may come before, between or after the options."""
 
     def parse_known_args(self, args=None, namespace=None):
-        ns, rest = super().parse_known_args(args, namespace)
-        if "-h" in rest or "--help" in rest:
-            self.print_help()
-            self.exit()
         from ..study.jobs import job_parser
 
+        args = list(args or [])
+        if "-h" in args or "--help" in args:  # the batch's options, then the job's own, when it is named
+            self.print_help()
+            job = next((a for a in args if a in JOB_NAMES), None)
+            if job:
+                print(f"\n{job}'s own options (-o, --csv and --plot excepted):\n")
+                print(job_parser(job).format_help())
+            self.exit()
+        ns, rest = super().parse_known_args(args, namespace)
         ns.job_args = job_parser(ns.job).parse_intermixed_args(rest)
         return ns, []
 
@@ -56,6 +61,7 @@ class BatchParser(Parser):
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "batch",
+        add_help=False,  # BatchParser gives --help itself: the batch's options and the job's
         help="run one job over many captures on Dask (a local cluster or a scheduler); summary.csv of key figures",
         description="Run JOB (reduce, sentences, decay, score, evict, report, convert) on every CAPTURE, one Dask "
         "task each, with JOB's own options (see `python -m halo_fast JOB --help`). Each capture's outputs go to "
@@ -69,6 +75,7 @@ def add_parser(subparsers) -> None:
         allow_abbrev=False,
     )
     p.__class__ = BatchParser  # argparse builds subparsers of one class; this one parses in two stages
+    p.add_argument("-h", "--help", action="store_true", help="show this help (and JOB's options) and exit")
     p.add_argument("job", metavar="JOB", choices=JOB_NAMES, help=", ".join(JOB_NAMES))
     batch_options(p)
     p.set_defaults(run=run)
@@ -96,15 +103,15 @@ def run(args) -> Output:
             bool(args.progress),
         )
     counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "failed", "skipped")}
-    stats = figure_stats(figure_columns(rows), flat_rows(rows))
+    summary = flat_rows(rows)
     out = {
         "job": args.job,
         "out_dir": args.output,
         "captures": len(rows),
         "counts": counts,
         "seconds": round(seconds, 3),
-        "summary": flat_rows(rows),
-        "stats": stats,
+        "summary": summary,
+        "stats": figure_stats(figure_columns(rows), summary),
     }
     return Output(out, lambda: render(out), code=1 if counts["failed"] else 0)
 
@@ -115,10 +122,14 @@ class interruptible:  # noqa: N801  (a context manager)
     during that clean-up exits at once."""
 
     def __enter__(self) -> None:
-        self.previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        except ValueError:  # not the main thread (main() called from one): signals stay as they are
+            self.previous = None
 
     def __exit__(self, kind, value, traceback) -> None:
-        signal.signal(signal.SIGINT, self.previous)
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
         if kind is KeyboardInterrupt:
             from .interrupt import exit_interrupted
 

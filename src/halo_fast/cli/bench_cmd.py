@@ -19,7 +19,7 @@ FULL = {"size": "1GB", "sizes": "0.1GB,0.5GB,1GB,2GB", "repeat": 5}
 
 
 def add_parser(subparsers) -> None:
-    from ..benchmark.runner import ALL_CONTENDERS, SECTIONS
+    from ..benchmark.runner import ALL_CONTENDERS, DEFAULT_SECTIONS, SECTIONS
 
     p = subparsers.add_parser(
         "bench",
@@ -47,7 +47,9 @@ def add_parser(subparsers) -> None:
         help=f"comma-separated subset of {','.join(ALL_CONTENDERS)} (default all)",
     )
     p.add_argument(
-        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)} (default all)"
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default all but batch, which needs the [dask] extra)",
     )
     p.add_argument("--seed", type=int, default=0, help="synthetic capture seed (default 0)")
     p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report (e.g. bench/RESULTS.md)")

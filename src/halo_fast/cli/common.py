@@ -242,6 +242,11 @@ def usage_errors() -> Iterator[None]:
         raise UsageError(str(exc)) from None
 
 
+def os_error_text(exc: OSError) -> str:
+    """A file that cannot be read or written, said in one line: what went wrong and with which file."""
+    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+
+
 def warn_recovery(path: str, recovery: dict | None) -> None:
     if not recovery:
         return

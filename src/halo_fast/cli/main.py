@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from ..errors import CaptureError, MissingDependency, SelectionError
 from . import interrupt
-from .common import Output, UsageError, join_dash_values, warn_recovery
+from .common import Output, UsageError, join_dash_values, os_error_text, warn_recovery
 
 # Each module defines ``add_parser(subparsers)`` and ``run(args) -> Output``.
 SUBCOMMANDS = [
@@ -126,8 +126,7 @@ def _main(argv: list[str]) -> int:
     except MissingDependency as exc:
         return _fail(as_json, f"error: {exc}", 1, str(exc))
     except OSError as exc:  # a file that cannot be read or written: say which, without a traceback
-        text = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-        return _fail(as_json, f"error: {text}", 1, exc.strerror or str(exc), exc.filename)
+        return _fail(as_json, f"error: {os_error_text(exc)}", 1, exc.strerror or str(exc), exc.filename)
     if output.recovery:
         warn_recovery(*output.recovery)
     try:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 
 from .._cleanup import register, register_restore, unregister, unregister_restore
 
+TEMPORARY = ".tmp"  # the suffix of every temporary file or folder written here (hidden: ``.NAME.*.tmp``)
 # Input suffixes dropped when an output is named after its input (the first that matches).
 INPUT_SUFFIXES = (".reduced.h5", ".reduced.npz", ".json.gz", ".jsonl.gz", ".json", ".jsonl", ".gz", ".h5", ".npz")
 
@@ -46,9 +49,10 @@ def _checked(target: str | os.PathLike[str], force: bool) -> tuple[str, str]:
 def atomic_path(target: str | os.PathLike[str], force: bool = False) -> Iterator[str]:
     """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
     target, folder = _checked(target, force)
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
-    os.close(handle)
-    register(temporary)
+    with _sigint_held():
+        handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=TEMPORARY, dir=folder)
+        os.close(handle)
+        register(temporary)
     try:
         yield temporary
         with open(temporary, "rb") as written:
@@ -77,8 +81,9 @@ def atomic_directory(target: str | os.PathLike[str], force: bool = False) -> Ite
     renamed in, and the old one put back if that fails or Ctrl-C comes in between.
     """
     target, parent = _checked(target, force)
-    temporary = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=parent)
-    register(temporary)
+    with _sigint_held():
+        temporary = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=TEMPORARY, dir=parent)
+        register(temporary)
     try:
         yield temporary
         os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp made it owner-only
@@ -92,6 +97,33 @@ def atomic_directory(target: str | os.PathLike[str], force: bool = False) -> Ite
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
         unregister(temporary)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held back while a temporary path is created and registered, so that the command line's
+    Ctrl-C handler (which removes what is registered) never misses one that already exists on disk."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here: the window stays (microseconds)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def remove_temporaries(folder: str | os.PathLike[str]) -> None:
+    """Remove what a killed writer left in ``folder``: the ``.NAME.*.tmp`` files and folders of this module.
+    Only where no writer can still be at work (``batch`` once its local workers are gone). A ``.NAME.*.old``
+    folder is left alone: it may hold the previous output of a replacement that was cut short."""
+    for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), ".*" + TEMPORARY)):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
 
 
 def _replace_by_moving_aside(new: str, target: str, parent: str) -> None:

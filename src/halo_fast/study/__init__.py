@@ -44,10 +44,12 @@ def batch(
     numba threads per capture (default: a local cluster's cores divided by its workers). A capture whose
     outputs are complete from an earlier call with the same options is ``skipped``; ``force`` redoes all.
     """
-    parser = job_parser(job)
-    argv = [os.fspath(c) for c in captures] + options_argv(parser, options)
+    if isinstance(captures, (str, os.PathLike)):
+        captures = [captures]  # one capture, not a list of its path's characters
     if not captures:
         raise ValueError("no capture given")
+    parser = job_parser(job)
+    argv = [os.fspath(c) for c in captures] + options_argv(parser, options)
     ns = parser.parse_intermixed_args(argv)
     return to_pandas(run_namespace(job, ns, os.fspath(out_dir), scheduler, workers, threads, force, progress)[0])
 
@@ -66,6 +68,8 @@ def run_namespace(
     refused = refused_options(job, ns)
     if refused:
         raise ValueError(f"batch {job} cannot take {'; '.join(refused)}")
+    if scheduler and workers is not None:
+        raise ValueError("--workers is for a local cluster; with --scheduler the cluster's own workers run the batch")
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     if threads is not None and threads < 1:

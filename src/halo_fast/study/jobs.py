@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from ..analysis.text import dump
 from ..cli import convert_cmd, decay_cmd, evict_cmd, reduce_cmd, report_cmd, score_cmd, sentences_cmd
-from ..cli.common import UsageError
+from ..cli.common import UsageError, os_error_text
 from ..errors import CaptureError, MissingDependency, SelectionError
 from ..store import atomic_path
-from ..store.atomic import INPUT_SUFFIXES
+from ..store.atomic import output_beside
 
 RECORD_VERSION = 1
 # Namespace entries that are not options of the result: where it goes, how it is shown, what runs it.
@@ -136,6 +136,8 @@ def job_parser(job: str) -> argparse.ArgumentParser:
     sub = holder.add_subparsers(parser_class=Parser)
     JOBS[job].module.add_parser(sub)  # type: ignore[attr-defined]
     parser = sub.choices[job]
+    parser.usage = f"python -m halo_fast batch {job} CAPTURE... -o OUT_DIR [batch options] [{job} options]"
+    parser.allow_abbrev = False  # --forc is not the job's --force: the batch's own options are never abbreviated
     for action in parser._actions:  # the capture (``capture`` or ``source``): one or more in a batch
         if not action.option_strings and action.dest in ("capture", "source"):
             action.nargs = "+"
@@ -147,8 +149,10 @@ def capture_attribute(ns: argparse.Namespace) -> str:
 
 
 def job_options(ns: argparse.Namespace) -> dict:
-    """The options that shape a result (as JSON values): what a resumed batch must match."""
-    return {k: v for k, v in sorted(vars(ns).items()) if k not in NOT_OPTIONS and not callable(v)}
+    """The options that shape a result, as the record's JSON gives them back (tuples as lists): what a
+    resumed batch must match."""
+    options = {k: v for k, v in sorted(vars(ns).items()) if k not in NOT_OPTIONS and not callable(v)}
+    return json.loads(dump(options))
 
 
 def refused_options(job: str, ns: argparse.Namespace) -> list[str]:
@@ -164,12 +168,9 @@ def refused_options(job: str, ns: argparse.Namespace) -> list[str]:
 
 
 def capture_name(path: str) -> str:
-    """``study/a.json`` -> ``a``: the capture's name without the suffixes halo_fast reads."""
-    base = os.path.basename(os.fspath(path).rstrip("/" + os.sep)) or "capture"
-    for known in INPUT_SUFFIXES:
-        if base.lower().endswith(known) and len(base) > len(known):
-            return base[: -len(known)]
-    return base
+    """``study/a.json`` -> ``a``: the capture's name without the suffix halo_fast reads (``output_beside``'s rule);
+    ``study/caps/`` (a capture folder) -> ``caps``."""
+    return os.path.basename(output_beside(os.path.abspath(path), "")) or "capture"
 
 
 def record_path(out_dir: str, name: str, job: str) -> str:
@@ -177,10 +178,15 @@ def record_path(out_dir: str, name: str, job: str) -> str:
 
 
 def fingerprint(capture: str) -> dict:
-    """What says a capture has not changed since its record: size and modification time."""
-    from ..formats.detect import capture_bytes
-
-    return {"bytes": capture_bytes(capture), "mtime_ns": os.stat(capture).st_mtime_ns}
+    """What says a capture has not changed since its record: its size and modification time (a capture
+    folder: its files' total size and the latest time of the folder and its files, since a file rewritten
+    in place leaves the folder's own time as it was)."""
+    if not os.path.isdir(capture):
+        info = os.stat(capture)
+        return {"bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+    files = [entry.stat() for entry in os.scandir(capture) if entry.is_file()]
+    latest = max([os.stat(capture).st_mtime_ns, *(f.st_mtime_ns for f in files)])
+    return {"bytes": sum(f.st_size for f in files), "mtime_ns": latest}
 
 
 def run_one(job: str, ns: argparse.Namespace, capture: str, out_dir: str, name: str, threads: int | None) -> dict:
@@ -192,15 +198,17 @@ def run_one(job: str, ns: argparse.Namespace, capture: str, out_dir: str, name: 
     try:
         if threads:
             _set_threads(threads)
-        row["bytes"] = fingerprint(capture)["bytes"]
+        before = fingerprint(capture)  # what the result is of, should the capture change while it runs
+        row["bytes"] = before["bytes"]
         data = _run_command(job, ns, capture, os.path.join(out_dir, name))
+        figures = JOBS[job].figures(data)  # before the record: a record is only written for a usable result
         row["seconds"] = round(time.perf_counter() - started, 3)
         record = {
             "halo_fast_batch": RECORD_VERSION,
             "job": job,
             "options": job_options(ns),
             "capture": os.path.abspath(capture),
-            **fingerprint(capture),
+            **before,
             "seconds": row["seconds"],
             "worker": row["worker"],
             "result": data,
@@ -208,15 +216,13 @@ def run_one(job: str, ns: argparse.Namespace, capture: str, out_dir: str, name: 
         with atomic_path(record_path(out_dir, name, job), force=True) as temporary:
             with open(temporary, "w", encoding="utf-8") as f:
                 f.write(dump(record))
-        row.update(status="ok", figures=JOBS[job].figures(data))
-    except CaptureError as exc:
-        row["error"] = str(exc)
-    except (UsageError, SelectionError, ValueError) as exc:
+        row.update(status="ok", figures=figures)
+    except (CaptureError, MissingDependency) as exc:
+        row["error"] = str(exc)  # a CaptureError names the file, byte offset and step
+    except (UsageError, SelectionError) as exc:
         row["error"] = f"usage error: {exc}"
-    except MissingDependency as exc:
-        row["error"] = str(exc)
     except OSError as exc:
-        row["error"] = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        row["error"] = os_error_text(exc)
     except Exception as exc:  # a bug: still one failed row, not a lost batch
         row["error"] = f"{type(exc).__name__}: {exc}"
     if row["status"] == "failed":

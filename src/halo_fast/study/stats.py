@@ -10,12 +10,11 @@ one seeded generator, so a seed gives the same interval on every machine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .summary import read_summary
+from .summary import finite, read_summary
 
 BLOCK = 1000  # resamples drawn per call: memory BLOCK x n indices, whatever the resample count
 
@@ -47,7 +46,7 @@ def figure_stats(
     usable = [r for r in rows if r.get("status") in ("ok", "skipped")]
     out = []
     for name in figures:
-        values = [v for v in (_number(r.get(name)) for r in usable) if v is not None]
+        values = [v for v in (finite(r.get(name)) for r in usable) if v is not None]
         ci = bootstrap_ci(values, level, resamples, seed)
         out.append(
             {
@@ -69,14 +68,3 @@ def batch_stats(path: str, level: float = 0.95, resamples: int = 10_000, seed: i
         raise ValueError(f"resamples must be at least 1, got {resamples}")
     figures, rows = read_summary(path)
     return figure_stats(figures, rows, level, resamples, seed)
-
-
-def _number(value: object) -> float | None:
-    """A CSV cell (or a number) as a finite float; empty or non-numeric cells are no value."""
-    if value is None or value == "":
-        return None
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None

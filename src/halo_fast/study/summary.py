@@ -86,8 +86,12 @@ def read_summary(path: str) -> tuple[list[str], list[dict]]:
 
 
 def finite(value: object) -> float | None:
-    """A key figure as a float, or None for a missing or non-finite one (an empty CSV cell)."""
-    if not isinstance(value, (int, float)):
+    """A key figure (a number, or a CSV cell) as a float; None for a missing, empty, non-numeric or
+    non-finite one (an empty cell in the summary, left out of the statistics)."""
+    if value is None or value == "" or isinstance(value, (bool, dict, list)):
         return None
-    x = float(value)
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
     return x if math.isfinite(x) else None
