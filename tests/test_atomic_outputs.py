@@ -111,3 +111,37 @@ def test_a_damaged_or_foreign_reduce_output_is_a_capture_error(tmp_path, name, c
     assert main(["stats", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_a_temporary_is_registered_before_it_exists(tmp_path):
+    """Ctrl-C's clean-up (``discard_all``) at the instant the temporary is made: it is removed, whatever
+    threads the process runs (no signal mask to rely on)."""
+    made = []
+
+    def create_then_interrupted(path):
+        atomic._make_file(path)
+        made.append(path)
+        _cleanup.discard_all()
+
+    atomic._reserve(str(tmp_path / "out.h5"), str(tmp_path), create_then_interrupted)
+    assert made and not os.path.exists(made[0])
+
+
+def test_a_taken_temporary_name_is_skipped_and_left_alone(tmp_path, monkeypatch):
+    taken = tmp_path / f".out.h5.{'00' * 8}.tmp"
+    taken.write_text("someone else's")
+    draws = iter([b"\0" * 8, b"\1" * 8])
+    monkeypatch.setattr(atomic.os, "urandom", lambda n: next(draws))
+    path = atomic._reserve(str(tmp_path / "out.h5"), str(tmp_path), atomic._make_file)
+    assert path.endswith(f".{'01' * 8}.tmp") and os.path.exists(path)
+    _cleanup.discard_all()
+    assert taken.read_text() == "someone else's" and not os.path.exists(path)
+
+
+def test_remove_temporaries_touches_only_its_targets(tmp_path):
+    (tmp_path / ".a.h5.x1.tmp").write_text("")
+    (tmp_path / ".a.h5.x2.tmp").mkdir()
+    (tmp_path / ".other.h5.x3.tmp").write_text("")
+    (tmp_path / ".a.h5.x4.old").mkdir()
+    atomic.remove_temporaries([tmp_path / "a.h5"])
+    assert sorted(os.listdir(tmp_path)) == [".a.h5.x4.old", ".other.h5.x3.tmp"]

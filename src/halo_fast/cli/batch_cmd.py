@@ -83,14 +83,12 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> Output:
     from ..study import run_namespace
-    from ..study.engine import require_dask
     from ..study.stats import figure_stats
     from ..study.summary import figure_columns, flat_rows
     from .common import usage_errors
 
     if not args.output:
         raise UsageError("batch needs -o OUT_DIR: the folder its outputs and summary.csv go to")
-    require_dask()
     with usage_errors(), interruptible():
         rows, seconds = run_namespace(
             args.job,
@@ -119,11 +117,18 @@ def run(args) -> Output:
 class interruptible:  # noqa: N801  (a context manager)
     """Ctrl-C as a KeyboardInterrupt while the batch runs, so the tasks are cancelled and a local cluster
     stopped on the way out; then the command line's usual exit (``interrupted``, 130). A second Ctrl-C
-    during that clean-up exits at once."""
+    during that clean-up exits at once (the command line's own handler is back from the first on)."""
+
+    @staticmethod
+    def _first(signum, frame) -> None:
+        from .interrupt import install
+
+        install()
+        raise KeyboardInterrupt
 
     def __enter__(self) -> None:
         try:
-            self.previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.previous = signal.signal(signal.SIGINT, self._first)
         except ValueError:  # not the main thread (main() called from one): signals stay as they are
             self.previous = None
 

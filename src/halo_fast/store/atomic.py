@@ -13,9 +13,7 @@ import errno
 import glob
 import os
 import shutil
-import signal
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .._cleanup import register, register_restore, unregister, unregister_restore
 
@@ -49,15 +47,12 @@ def _checked(target: str | os.PathLike[str], force: bool) -> tuple[str, str]:
 def atomic_path(target: str | os.PathLike[str], force: bool = False) -> Iterator[str]:
     """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
     target, folder = _checked(target, force)
-    with _sigint_held():
-        handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=TEMPORARY, dir=folder)
-        os.close(handle)
-        register(temporary)
+    temporary = _reserve(target, folder, _make_file)
     try:
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it owner-only; outputs get the usual mode
+        os.chmod(temporary, 0o666 & ~_umask())  # made owner-only; outputs get the usual mode
         os.replace(temporary, target)
         with contextlib.suppress(OSError):
             directory = os.open(folder, os.O_RDONLY)
@@ -81,12 +76,10 @@ def atomic_directory(target: str | os.PathLike[str], force: bool = False) -> Ite
     renamed in, and the old one put back if that fails or Ctrl-C comes in between.
     """
     target, parent = _checked(target, force)
-    with _sigint_held():
-        temporary = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=TEMPORARY, dir=parent)
-        register(temporary)
+    temporary = _reserve(target, parent, _make_folder)
     try:
         yield temporary
-        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp made it owner-only
+        os.chmod(temporary, 0o777 & ~_umask())  # made owner-only
         _sync_tree(temporary)
         if not os.path.exists(target):
             os.replace(temporary, target)
@@ -99,26 +92,45 @@ def atomic_directory(target: str | os.PathLike[str], force: bool = False) -> Ite
         unregister(temporary)
 
 
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """SIGINT held back while a temporary path is created and registered, so that the command line's
-    Ctrl-C handler (which removes what is registered) never misses one that already exists on disk."""
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here: the window stays (microseconds)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+def _reserve(target: str, folder: str, create: Callable[[str], None], suffix: str = TEMPORARY) -> str:
+    """A new hidden ``.NAME.<random>.tmp`` beside ``target``, registered for the Ctrl-C clean-up *before*
+    ``create`` makes it: a signal at any moment finds every temporary that exists (one registered but
+    not yet made is simply not there to remove). 64 random bits: a name taken already is tried again."""
+    for _ in range(100):
+        path = os.path.join(folder, f".{os.path.basename(target)}.{os.urandom(8).hex()}{suffix}")
+        register(path)
+        try:
+            create(path)
+        except FileExistsError:
+            unregister(path)  # another one's name: the clean-up must not touch it
+            continue
+        except BaseException:
+            unregister(path)
+            raise
+        return path
+    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)
 
 
-def remove_temporaries(folder: str | os.PathLike[str]) -> None:
-    """Remove what a killed writer left in ``folder``: the ``.NAME.*.tmp`` files and folders of this module.
-    Only where no writer can still be at work (``batch`` once its local workers are gone). A ``.NAME.*.old``
+def _make_file(path: str) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _make_folder(path: str) -> None:
+    os.mkdir(path, 0o700)
+
+
+def temporaries_of(target: str | os.PathLike[str]) -> list[str]:
+    """The temporary files and folders a writer of ``target`` may have left (killed midway)."""
+    target = os.path.abspath(os.fspath(target))
+    pattern = "." + glob.escape(os.path.basename(target)) + ".*" + TEMPORARY
+    return glob.glob(os.path.join(glob.escape(os.path.dirname(target)), pattern))
+
+
+def remove_temporaries(targets: Iterable[str | os.PathLike[str]]) -> None:
+    """Remove what killed writers of ``targets`` left: their ``.NAME.*.tmp`` files and folders. Only where
+    no writer of them can still be at work (``batch`` once its local workers are gone). A ``.NAME.*.old``
     folder is left alone: it may hold the previous output of a replacement that was cut short."""
-    for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), ".*" + TEMPORARY)):
+    for path in (p for target in targets for p in temporaries_of(target)):
         with contextlib.suppress(OSError):
             if os.path.isdir(path):
                 shutil.rmtree(path)
@@ -127,9 +139,8 @@ def remove_temporaries(folder: str | os.PathLike[str]) -> None:
 
 
 def _replace_by_moving_aside(new: str, target: str, parent: str) -> None:
-    old = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", suffix=".old", dir=parent)
-    previous = os.path.join(old, "previous")
-    register(old)  # Ctrl-C: the previous output is put back first, then this (empty) folder removed
+    old = _reserve(target, parent, _make_folder, suffix=".old")  # Ctrl-C: the previous output is put back
+    previous = os.path.join(old, "previous")  # first, then this (empty) folder removed
     register_restore(previous, target)
     os.replace(target, previous)
     try:
@@ -188,8 +199,7 @@ def _sync_folder(folder: str) -> None:
 def scratch_folder(beside: str | os.PathLike[str]) -> Iterator[str]:
     """A temporary folder next to ``beside`` (same file system), always removed afterwards, Ctrl-C included."""
     parent = os.path.dirname(os.path.abspath(os.fspath(beside)))
-    temporary = tempfile.mkdtemp(prefix=".halo_fast.", suffix=".tmp", dir=parent)
-    register(temporary)
+    temporary = _reserve(os.path.join(parent, "halo_fast"), parent, _make_folder)
     try:
         yield temporary
     finally:

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,13 +25,13 @@ from .jobs import JOBS
 
 class BatchWorker(WorkerPlugin):
     """On every worker, when it starts: import numba and the job's modules, and (on a local cluster) ignore
-    SIGINT. Registered with the scheduler, so a worker the nanny restarts gets it too."""
-
-    name = "halo_fast-batch"
+    SIGINT. Registered with the scheduler, so a worker the nanny restarts gets it too; named per batch, so
+    two batches on one scheduler keep theirs."""
 
     def __init__(self, job: str, ignore_sigint: bool) -> None:
         self.job = job
         self.ignore_sigint = ignore_sigint
+        self.name = f"halo_fast-batch-{uuid.uuid4().hex[:8]}"
 
     def setup(self, worker: Any) -> None:
         if self.ignore_sigint:
@@ -47,18 +48,15 @@ def dask_client(scheduler: str | None, workers: int | None, job: str) -> Iterato
     processes, started here and stopped on the way out."""
     if scheduler:
         with Client(scheduler, timeout="30s") as client:
-            client.register_plugin(BatchWorker(job, ignore_sigint=False))
+            plugin = BatchWorker(job, ignore_sigint=False)
+            client.register_plugin(plugin)
             try:
                 yield client, False
             finally:  # the cluster is the user's: leave it as it was
                 with contextlib.suppress(Exception):
-                    client.unregister_worker_plugin(BatchWorker.name)
+                    client.unregister_worker_plugin(plugin.name)
         return
-    import dask
-
-    # One task per worker thread at a time: a worker that dies then fails only the capture it was running
-    # (Dask counts a death against every task the worker held), and no capture waits behind a long one.
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), _sigint_ignored_by_children():
+    with _sigint_ignored_by_children():
         cluster = LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
@@ -93,7 +91,3 @@ def default_threads(workers: int, local: bool) -> int | None:
     """numba threads per capture: a local cluster shares this machine's cores between its workers;
     on a cluster each worker keeps numba's default (NUMBA_NUM_THREADS, else the machine's cores)."""
     return max(1, (os.cpu_count() or 1) // workers) if local else None
-
-
-def worker_count(client: Client) -> int:
-    return len(client.scheduler_info()["workers"]) or 1

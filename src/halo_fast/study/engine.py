@@ -34,7 +34,7 @@ from ..errors import MissingDependency
 from ..progress import progress_bar
 from ..store.atomic import remove_temporaries
 from .jobs import capture_attribute, fingerprint, run_one
-from .plan import Plan, plan
+from .plan import Plan, outputs_of, plan
 
 LOCK = ".halo_fast_batch.lock"
 
@@ -78,7 +78,7 @@ def run(
 ) -> tuple[list[dict], float]:
     """Every capture of ``ns`` through ``job``: (summary rows in the order given, seconds)."""
     require_dask()
-    from .cluster import dask_client, default_threads, worker_count
+    from .cluster import dask_client, default_threads
 
     started = time.perf_counter()
     captures = list(getattr(ns, capture_attribute(ns)))
@@ -90,11 +90,11 @@ def run(
         if work.todo:
             try:
                 with dask_client(scheduler, workers, job) as (client, local):
-                    threads = threads or default_threads(workers or worker_count(client), local)
+                    threads = threads or default_threads(workers or os.cpu_count() or 1, local)
                     rows.update(_compute(client, job, ns, work, out_dir, threads, progress))
             finally:
-                if not scheduler:  # the local workers are gone: whatever they left half-written can go
-                    remove_temporaries(out_dir)
+                if not scheduler:  # the local workers are gone: what they left half-written can go
+                    remove_temporaries(p for c in work.todo for p in outputs_of(job, ns, work, out_dir, c))
     return [rows[c] for c in captures], time.perf_counter() - started
 
 
@@ -103,23 +103,37 @@ def _compute(
 ) -> dict[str, dict]:
     from distributed import as_completed
 
-    batch_id = uuid.uuid4().hex[:8]
-    futures = {}
-    for capture in work.todo:
-        name = work.names[capture]
-        key = f"halo_fast-{job}-{batch_id}-{name}"
-        futures[client.submit(run_one, job, ns, work.paths[capture], out_dir, name, threads, key=key)] = capture
+    batch_id = uuid.uuid4().hex[:8]  # this batch's keys: two batches on one scheduler never share a task
+    waiting = list(work.todo)
+    futures: dict[Any, str] = {}
+    done = as_completed()
+
+    def submit_while_free() -> None:
+        """One capture per worker thread at a time: a capture is handed out when a thread is free, so a worker
+        that dies held only the one it ran (Dask counts a death against every task a worker holds), and no
+        capture waits behind a long one on a busy worker while another is idle."""
+        free = max(1, sum(client.nthreads().values())) - (len(futures) - len(rows))
+        for _ in range(min(free, len(waiting))):
+            capture = waiting.pop(0)
+            name = work.names[capture]
+            key = f"halo_fast-{job}-{batch_id}-{name}"
+            future = client.submit(run_one, job, ns, work.paths[capture], out_dir, name, threads, key=key)
+            futures[future] = capture
+            done.add(future)
+
     sizes = {c: _size(work.paths[c]) for c in work.todo}
     rows: dict[str, dict] = {}
     with progress_bar(sum(sizes.values()), progress, f"batch {job}") as bar:
-        bar.set_postfix_str(f"0/{len(futures)} captures")
+        bar.set_postfix_str(f"0/{len(sizes)} captures")
         try:
-            for future in as_completed(futures):
+            submit_while_free()
+            for future in done:
                 capture = futures[future]
                 rows[capture] = dict(_row(future, work.names[capture]), capture=capture)  # as the user gave it
+                submit_while_free()
                 bar.update(sizes[capture])
                 failed = sum(r["status"] == "failed" for r in rows.values())
-                bar.set_postfix_str(f"{len(rows)}/{len(futures)} captures" + (f", {failed} failed" if failed else ""))
+                bar.set_postfix_str(f"{len(rows)}/{len(sizes)} captures" + (f", {failed} failed" if failed else ""))
         except BaseException:  # Ctrl-C (KeyboardInterrupt) or the scheduler gone: cancel what is left
             with contextlib.suppress(Exception):
                 client.cancel(list(futures))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .._version import __version__
 from ..analysis.text import dump
 from ..cli import convert_cmd, decay_cmd, evict_cmd, reduce_cmd, report_cmd, score_cmd, sentences_cmd
 from ..cli.common import UsageError, os_error_text
@@ -28,7 +29,9 @@ from ..store.atomic import output_beside
 
 RECORD_VERSION = 1
 # Namespace entries that are not options of the result: where it goes, how it is shown, what runs it.
-NOT_OPTIONS = ("capture", "source", "output", "csv", "force", "progress", "json", "run", "command")
+# ``top`` only changes what is printed (how many rows a table lists), never an output file.
+NOT_OPTIONS = ("capture", "source", "output", "csv", "force", "progress", "json", "run", "top")
+RECORD_KEYS = ("job", "options", "capture", "bytes", "mtime_ns", "seconds", "worker", "result")
 
 Figures = dict[str, float]
 
@@ -196,8 +199,7 @@ def run_one(job: str, ns: argparse.Namespace, capture: str, out_dir: str, name: 
     row: dict = {"capture": capture, "name": name, "status": "failed", "error": "", "seconds": 0.0, "bytes": None}
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     try:
-        if threads:
-            _set_threads(threads)
+        _set_threads(threads)  # every time: a worker of a user's cluster keeps what an earlier batch set
         before = fingerprint(capture)  # what the result is of, should the capture change while it runs
         row["bytes"] = before["bytes"]
         data = _run_command(job, ns, capture, os.path.join(out_dir, name))
@@ -205,6 +207,7 @@ def run_one(job: str, ns: argparse.Namespace, capture: str, out_dir: str, name: 
         row["seconds"] = round(time.perf_counter() - started, 3)
         record = {
             "halo_fast_batch": RECORD_VERSION,
+            "halo_fast": __version__,
             "job": job,
             "options": job_options(ns),
             "capture": os.path.abspath(capture),
@@ -244,11 +247,12 @@ def _run_command(job: str, ns: argparse.Namespace, capture: str, stem: str) -> d
     return output.data
 
 
-def _set_threads(threads: int) -> None:
+def _set_threads(threads: int | None) -> None:
+    """numba threads for this capture: ``threads``, or numba's default (NUMBA_NUM_THREADS, else the cores)."""
     import numba
 
     most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-    numba.set_num_threads(max(1, min(threads, most)))
+    numba.set_num_threads(max(1, min(threads or most, most)))
 
 
 def read_record(out_dir: str, name: str, job: str) -> dict | None:
@@ -258,7 +262,8 @@ def read_record(out_dir: str, name: str, job: str) -> dict | None:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get("halo_fast_batch") == RECORD_VERSION else None
+    usable = isinstance(record, dict) and record.get("halo_fast_batch") == RECORD_VERSION
+    return record if usable and all(key in record for key in RECORD_KEYS) else None
 
 
 def skipped_row(record: dict, capture: str, name: str, job: str) -> dict:

@@ -13,6 +13,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+from .._version import __version__
 from .jobs import JOBS, capture_name, fingerprint, job_options, read_record, record_path, skipped_row
 
 
@@ -71,9 +72,13 @@ def plan(job: str, ns: argparse.Namespace, captures: list[str], out_dir: str, fo
         if record["options"] != options:
             theirs = record["options"]
             changed = sorted(k for k in set(theirs) | set(options) if theirs.get(k) != options.get(k))
+            version = record.get("halo_fast")
+            upgrade = (
+                f"; they were made by halo_fast {version}, this is {__version__}" if version != __version__ else ""
+            )
             raise ValueError(
                 f"{out_dir} holds {job} results made with other options ({', '.join(changed)} differ, e.g. for "
-                f"{capture}): use another output folder, or --force to redo every capture"
+                f"{capture}{upgrade}): use another output folder, or --force to redo every capture"
             )
         if record["capture"] != path:
             raise ValueError(
@@ -90,11 +95,16 @@ def plan(job: str, ns: argparse.Namespace, captures: list[str], out_dir: str, fo
     return work
 
 
+def outputs_of(job: str, ns: argparse.Namespace, work: Plan, out_dir: str, capture: str) -> list[str]:
+    """Every path the batch writes for ``capture``: the job's outputs, then the record."""
+    name = work.names[capture]
+    return [*JOBS[job].outputs(ns, os.path.join(out_dir, name)).values(), record_path(out_dir, name, job)]
+
+
 def _check_outputs_are_not_inputs(job: str, ns: argparse.Namespace, work: Plan, out_dir: str) -> None:
     """``batch convert caps/*.h5 -o caps`` would write caps/NAME.h5 over its own input: refuse it."""
     inputs = set(work.paths.values())
     for capture in work.captures:
-        stem = os.path.join(out_dir, work.names[capture])
-        for output in [*JOBS[job].outputs(ns, stem).values(), record_path(out_dir, work.names[capture], job)]:
+        for output in outputs_of(job, ns, work, out_dir, capture):
             if os.path.abspath(output) in inputs:
                 raise ValueError(f"the output {output} of {capture} would replace a capture: use another folder")
