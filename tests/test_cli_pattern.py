@@ -374,3 +374,19 @@ def test_bench_ratio_column_says_what_it_divides():
     from halo_fast.benchmark.report import CONTENDER_HEADERS
 
     assert "time / halo_fast" in CONTENDER_HEADERS and "vs halo_fast" not in CONTENDER_HEADERS
+
+
+def test_a_command_builds_only_its_own_parser(capture, tmp_path):
+    """A short command does not pay for every other command's imports (the scoring rules pull in their
+    kernels, evict its policies, bench its runner): only its own module is imported to parse its line."""
+    parser = build_parser(only="reduce")
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == ["reduce"] and len(build_parser()._actions[-1].choices) > 10
+    script = (
+        "import sys; from halo_fast.cli.main import main; "
+        f"code = main(['reduce', {str(capture)!r}, '-o', {str(tmp_path / 'r.h5')!r}]); "
+        "print(code, sorted(m for m in sys.modules if m.startswith('halo_fast.cli.') and m.endswith('_cmd')), "
+        "'halo_fast.analysis.scoring' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split("\n")[-2] == "0 ['halo_fast.cli.reduce_cmd'] False", out.stderr
