@@ -17,7 +17,18 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .contenders import DESCRIPTIONS
-from .rows import BatchRow, ColdStart, ContenderRow, ConvertRow, EvictRow, FormatSection, Results, ScalingRow, ThreadRow
+from .rows import (
+    BatchRow,
+    ColdStart,
+    ContenderRow,
+    ConvertRow,
+    EvictRow,
+    FormatSection,
+    Results,
+    ScalingRow,
+    ThreadRow,
+    Timing,
+)
 
 
 def machine_info() -> dict:
@@ -250,15 +261,16 @@ def format_sections(result: Results | dict) -> list[Table]:
     return out
 
 
+def _whole_process_cells(lead: list[str], t: Timing, ratio: float | None) -> list[str]:
+    """``lead`` then median, min, peak RSS and a ratio of one whole command; a run that failed or was
+    skipped says so in the first of them and why after the last."""
+    if not t.ok:
+        return [*lead, t.status, "", "", "", t.note or ""]
+    return [*lead, _s(t.median_s), _s(t.min_s), _n(t.peak_rss_mb), f"{ratio:.2f}x" if ratio else ""]
+
+
 def _batch_table(rows: list[BatchRow]) -> Table:
-    cells = []
-    for r in rows:
-        t = r.timing
-        if not r.ok:
-            cells.append([r.job, r.how, str(r.captures), _n(r.mb), t.status, "", "", "", t.note or ""])
-            continue
-        speedup = f"{r.speedup:.2f}x" if r.speedup else ""
-        cells.append([r.job, r.how, str(r.captures), _n(r.mb), _s(t.median_s), _s(t.min_s), _n(t.peak_rss_mb), speedup])
+    cells = [_whole_process_cells([r.job, r.how, str(r.captures), _n(r.mb)], r.timing, r.speedup) for r in rows]
     return Table(
         "batch: the same captures through python -m halo_fast JOB one process each (a loop) and through "
         "python -m halo_fast batch JOB ... --workers N (a local Dask cluster; peak RSS: the command's own process)",
@@ -268,13 +280,7 @@ def _batch_table(rows: list[BatchRow]) -> Table:
 
 
 def _evict_table(rows: list[EvictRow]) -> Table:
-    cells = []
-    for r in rows:
-        t = r.timing
-        if not r.ok:
-            cells.append([r.command, t.status, "", "", "", t.note or ""])
-            continue
-        cells.append([r.command, _s(t.median_s), _s(t.min_s), _n(t.peak_rss_mb), f"{r.ratio:.2f}x" if r.ratio else ""])
+    cells = [_whole_process_cells([r.command], r.timing, r.ratio) for r in rows]
     return Table(
         "evict: python -m halo_fast evict CAPTURE.json --budgets 64,128,256 (10 policies x 3 budgets) against "
         "python -m halo_fast reduce CAPTURE.json (whole processes, same run)",

@@ -8,10 +8,10 @@ anywhere among them. The batch's own options are declared here; everything else 
 from __future__ import annotations
 
 import argparse
-import signal
 
 from ..analysis.text import fmt, table
 from .common import Output, UsageError, json_option, progress_option
+from .interrupt import cancel_on_sigint
 from .main import Parser
 
 JOB_NAMES = ("reduce", "sentences", "decay", "score", "evict", "report", "convert")
@@ -89,7 +89,7 @@ def run(args) -> Output:
 
     if not args.output:
         raise UsageError("batch needs -o OUT_DIR: the folder its outputs and summary.csv go to")
-    with usage_errors(), interruptible():
+    with usage_errors(), cancel_on_sigint():  # Ctrl-C: the tasks cancelled, a local cluster stopped, then 130
         rows, seconds = run_namespace(
             args.job,
             args.job_args,
@@ -112,33 +112,6 @@ def run(args) -> Output:
         "stats": figure_stats(figure_columns(rows), summary),
     }
     return Output(out, lambda: render(out), code=1 if counts["failed"] else 0)
-
-
-class interruptible:  # noqa: N801  (a context manager)
-    """Ctrl-C as a KeyboardInterrupt while the batch runs, so the tasks are cancelled and a local cluster
-    stopped on the way out; then the command line's usual exit (``interrupted``, 130). A second Ctrl-C
-    during that clean-up exits at once (the command line's own handler is back from the first on)."""
-
-    @staticmethod
-    def _first(signum, frame) -> None:
-        from .interrupt import install
-
-        install()
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> None:
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._first)
-        except ValueError:  # not the main thread (main() called from one): signals stay as they are
-            self.previous = None
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if kind is KeyboardInterrupt:
-            from .interrupt import exit_interrupted
-
-            exit_interrupted()
 
 
 def render(out: dict) -> str:

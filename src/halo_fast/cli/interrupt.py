@@ -62,3 +62,26 @@ class exit_on_sigint:  # noqa: N801  (used as a context manager, like contextlib
     def __exit__(self, *exc_info: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+
+
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGINT, _on_sigint)  # a second Ctrl-C exits at once, whatever is being cleaned up
+    raise KeyboardInterrupt
+
+
+class cancel_on_sigint:  # noqa: N801  (used as a context manager)
+    """For a command whose work must be stopped before the exit (``batch``: its tasks cancelled, a local
+    cluster stopped): inside, the first Ctrl-C is a KeyboardInterrupt, unwinding through that work's
+    clean-up; then the same exit as ever (``interrupted``, 130). A second Ctrl-C exits at once."""
+
+    def __enter__(self) -> None:
+        try:
+            self.previous = signal.signal(signal.SIGINT, _interrupt_once)
+        except ValueError:  # not the main thread: signals stay as they are
+            self.previous = None
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if kind is KeyboardInterrupt:
+            exit_interrupted()

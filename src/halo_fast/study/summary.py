@@ -42,10 +42,9 @@ def flat_rows(rows: list[dict]) -> list[dict]:
 def to_pandas(rows: list[dict]) -> Any:  # a pandas DataFrame (pandas is imported only here)
     import pandas as pd
 
-    flat = flat_rows(rows)
-    columns = list(COLUMNS) + figure_columns(rows)
-    frame = pd.DataFrame(flat, columns=columns)
-    for name in ("seconds", "bytes", *figure_columns(rows)):
+    figures = figure_columns(rows)
+    frame = pd.DataFrame(flat_rows(rows), columns=[*COLUMNS, *figures])
+    for name in ("seconds", "bytes", *figures):
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
     frame["error"] = frame["error"].fillna("")
     return frame
