@@ -107,11 +107,13 @@ def reduce(
     import numpy as np
 
     from .capture import Capture
-    from .reduction import reduce_capture, reduce_tokens
+    from .reduction import ReduceRequest, reduce_capture, reduce_tokens
 
     if isinstance(source, Capture):
         return reduce_capture(source, op, over, layers, heads, every, tokens)
-    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as capture:
+    opened = open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
+    opened.plan_reduce(ReduceRequest(op, over, layers, heads, every, tokens))
+    with opened as capture:
         with_attention = np.flatnonzero(capture.has_attention)
         if not len(with_attention):
             raise CaptureError("no generated token has attention to reduce", capture.path, None)

@@ -32,6 +32,18 @@ TokenRange = str | tuple[int | None, int | None] | None
 Axes = str | tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ReduceRequest:
+    """A reduction as asked, before the capture's layers and heads are known (``reduce``'s options)."""
+
+    op: str = "mean"
+    over: Axes = AXES
+    layers: Selection = None
+    heads: Selection = None
+    every: int = 1
+    tokens: TokenRange = None
+
+
 @dataclass
 class ReducePlan:
     """Which (layer, head) rows fold into which output row, and how."""
@@ -170,6 +182,20 @@ def select_tokens(
     A selection that keeps nothing while some token has attention is a SelectionError
     (an empty output would look like an answer), and so is a range with STOP <= START.
     """
+    ids = np.flatnonzero(keep_mask(steps, has_attention, every, tokens))
+    if not len(ids) and has_attention.any():
+        start, stop = _token_range(tokens)
+        present = steps[has_attention]
+        raise SelectionError(
+            f"no step is selected: the capture has steps {int(present.min())}..{int(present.max())} with attention"
+            f" (asked for steps {'' if start is None else start}:{'' if stop is None else stop}, every {int(every)})"
+        )
+    return ids
+
+
+def keep_mask(steps: np.ndarray, has_attention: np.ndarray, every: int = 1, tokens: TokenRange = None) -> np.ndarray:
+    """select_tokens' rule token by token (bool per token), without its check that something is kept:
+    each token's fate depends on its own step alone, so a scan can apply it before it has seen them all."""
     if int(every) < 1:
         raise SelectionError(f"every must be >= 1, got {every}")
     start, stop = _token_range(tokens)
@@ -181,14 +207,7 @@ def select_tokens(
     if stop is not None:
         keep &= steps < stop
     keep &= (steps - (start or 0)) % int(every) == 0
-    ids = np.flatnonzero(keep)
-    if not len(ids) and has_attention.any():
-        present = steps[has_attention]
-        raise SelectionError(
-            f"no step is selected: the capture has steps {int(present.min())}..{int(present.max())} with attention"
-            f" (asked for steps {'' if start is None else start}:{'' if stop is None else stop}, every {int(every)})"
-        )
-    return ids
+    return keep
 
 
 def _token_range(tokens: TokenRange) -> tuple[int | None, int | None]:

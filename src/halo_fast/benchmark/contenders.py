@@ -66,6 +66,15 @@ def halo_fast_reduce(path):
     return [red.data[i, :ctx] for i, ctx in enumerate(red.context_lengths.tolist())]
 
 
+def halo_fast_reduce_two_passes(path):
+    """halo_fast.reduce with pass 2 after the whole of pass 1 (no folding during pass 1, formats.json_ahead):
+    what the large section compares the one-read route with. This process is the benchmark's own child."""
+    from halo_fast.formats.json_single import ScannedJson
+
+    ScannedJson.plan_reduce = lambda self, request: None  # the plain route: pass 2 reads the file again
+    return halo_fast_reduce(path)
+
+
 # --------------------------------------------------------------------------- the guide's way and drop-in parsers
 
 
@@ -201,7 +210,12 @@ CONTENDERS = {
 }
 #: the format sections' other contenders, one job each: name -> function(path) -> list of float32 arrays.
 #: halo_fast itself is ``CONTENDERS["halo_fast"]`` there too: load/reduce take any format's path.
-FORMAT_CONTENDERS = {"fromfile": fromfile_floor, "h5py": h5py_rows, "h5py_values": h5py_values}
+FORMAT_CONTENDERS = {
+    "fromfile": fromfile_floor,
+    "h5py": h5py_rows,
+    "h5py_values": h5py_values,
+    "halo_fast_two_passes": halo_fast_reduce_two_passes,
+}
 #: the module each contender needs (a missing one is reported as skipped, not as a failure)
 REQUIRES = {
     "halo_fast": "halo_fast",
@@ -212,6 +226,7 @@ REQUIRES = {
     "fromfile": "numpy",
     "h5py": "h5py",
     "h5py_values": "h5py",
+    "halo_fast_two_passes": "halo_fast",
 }
 #: imported before the in-process timer starts, so "in-process s" is the work (process time has both)
 PRELOAD = {
@@ -224,6 +239,7 @@ PRELOAD = {
     "fromfile": ("numpy",),
     "h5py": ("numpy", "h5py"),
     "h5py_values": ("numpy", "h5py"),
+    "halo_fast_two_passes": ("numpy", "numba", "halo_fast.formats.json_single", "halo_fast.reduction"),
 }
 #: halo_fast on other formats: what its job imports anyway (numba only where it parses text or folds)
 HALO_FAST_PRELOAD = {
@@ -245,6 +261,7 @@ DESCRIPTIONS = {
     "h5py": "plain h5py on a converted capture: f['attention'][t, :, :, :ctx] per token",
     "h5py_values": "plain h5py on a converted capture: f['values'][()] cut at f['offsets']",
     "gzip -dc": "floor for gzip inputs: gzip -dc FILE > /dev/null",
+    "halo_fast_two_passes": "halo_fast.reduce with pass 2 after pass 1, the file read twice (large section)",
     "convert": "python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none --force",
 }
 

@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .rows import FAILED, OK, Timing
@@ -99,18 +99,26 @@ def measure(
     env: Mapping[str, str] | None = None,
     capture: bool = True,
     warmup_argv: Sequence[str] | None = None,
+    before: Callable[[], None] | None = None,
 ) -> Timing:
     """One warm-up run (its output is the one checked), then ``repeat`` timed runs.
 
     ``warmup_argv`` lets the warm-up alone save its result for the checks (``--out``),
-    so writing it costs no timed run anything.
+    so writing it costs no timed run anything. ``before`` is called before every run
+    (the large section drops its input from the page cache).
     """
-    warm = spawn(warmup_argv or argv, env, capture)
+
+    def run(command: Sequence[str]) -> Spawned:
+        if before is not None:
+            before()
+        return spawn(command, env, capture)
+
+    warm = run(warmup_argv or argv)
     if warm.returncode != 0:
         tail = (warm.stderr.strip().splitlines() or [f"exit code {warm.returncode}"])[-1]
         return Timing(FAILED, note=f"exit {warm.returncode}: {tail}"[:300])
     first = child_result(warm)
-    runs = [spawn(argv, env, capture) for _ in range(repeat)]
+    runs = [run(argv) for _ in range(repeat)]
     bad = [r for r in runs if r.returncode != 0]
     if bad:
         return Timing(FAILED, note=f"a timed run exited {bad[0].returncode}: {bad[0].stderr.strip()[-200:]}")
@@ -151,3 +159,18 @@ def mem_available_mb() -> float:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024 / 1e6
     return float("inf")
+
+
+def physical_memory_bytes() -> int:
+    """This machine's RAM: what a capture must exceed to be read from disk on every run."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def drop_from_page_cache(path: str) -> None:
+    """Drop ``path``'s pages from the kernel's page cache (``POSIX_FADV_DONTNEED``), so that the next
+    reader gets it from disk; only that file: the interpreter and libraries stay cached."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)

@@ -219,7 +219,7 @@ def _format_cells(section: FormatSection, ratios: Ratios) -> list[list[str]]:
 
 
 def format_sections(result: Results | dict) -> list[Table]:
-    """The other formats of the main capture (.bin directory, HDF5, gzip), `convert`, `evict` and `batch`."""
+    """The other formats of the main capture (.bin directory, HDF5, gzip), `convert`, `evict`, `batch`, `large`."""
     res = _results(result)
     out = []
     d = res.directory
@@ -258,6 +258,17 @@ def format_sections(result: Results | dict) -> list[Table]:
         out.append(_evict_table(res.evict))
     if res.batch is not None:
         out.append(_batch_table(res.batch))
+    large = res.large
+    if large is not None:
+        out.append(
+            Table(
+                f"large: reduce of {os.path.basename(large.input['path'])} ({large.mb:,.0f} MB, larger than this "
+                "machine's memory), read from disk: its pages dropped from the page cache before every run; "
+                "vs floor: time / cat's",
+                FORMAT_HEAD + ["vs floor"] + FORMAT_TAIL,
+                _format_cells(large, lambda r: (r.vs_floor,)),
+            )
+        )
     return out
 
 

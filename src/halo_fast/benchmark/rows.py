@@ -363,6 +363,7 @@ class Results:
     convert: list[ConvertRow] | None = None
     evict: list[EvictRow] | None = None
     batch: list[BatchRow] | None = None
+    large: FormatSection | None = None  # a capture larger than memory, read from disk
     rss_floor_mb: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -373,7 +374,7 @@ class Results:
         parts += self.scaling
         parts += self.threads
         parts += [self.cold_start] if self.cold_start else []
-        for section in (self.directory, self.hdf5, *(self.gzip or [])):
+        for section in (self.directory, self.hdf5, *(self.gzip or []), self.large):
             parts += section.rows if section else []
         parts += self.convert or []
         parts += self.evict or []
@@ -400,6 +401,8 @@ class Results:
             out["evict"] = {"rows": [row.to_json() for row in self.evict]}
         if self.batch is not None:
             out["batch"] = {"rows": [row.to_json() for row in self.batch]}
+        if self.large is not None:
+            out["large"] = self.large.to_json()
         return {**out, "rss_floor_mb": self.rss_floor_mb, "notes": self.notes, "ok": self.ok}
 
     @classmethod
@@ -421,6 +424,7 @@ class Results:
             convert=[ConvertRow.from_json(row) for row in data["convert"]["rows"]] if data.get("convert") else None,
             evict=[EvictRow.from_json(row) for row in data["evict"]["rows"]] if data.get("evict") else None,
             batch=[BatchRow.from_json(row) for row in data["batch"]["rows"]] if data.get("batch") else None,
+            large=section("large"),
             rss_floor_mb=data.get("rss_floor_mb"),
             notes=list(data.get("notes", [])),
         )

@@ -19,7 +19,17 @@ from dataclasses import dataclass
 
 from . import contenders as cs
 from .data import ensure_capture, ensure_forms, size_label
-from .processes import child_result, compile_bytecode, default_threads, measure, mem_available_mb, spawn
+from .processes import (
+    child_result,
+    compile_bytecode,
+    default_threads,
+    drop_from_page_cache,
+    measure,
+    mem_available_mb,
+    physical_memory_bytes,
+    spawn,
+)
+from .repeated import ensure_repeated
 from .rows import (
     FAILED,
     OK,
@@ -40,9 +50,12 @@ from .rows import (
 
 CHILD = [sys.executable, "-m", "halo_fast.benchmark.contenders"]
 ALL_CONTENDERS = ("halo_fast", "json", "orjson", "msgspec", "simdjson", "read")
-SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert", "evict", "batch")
-#: What `bench` runs unless --sections says otherwise: batch writes 1.2 GB more captures and needs the [dask] extra.
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "batch")
+SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert", "evict", "batch", "large")
+#: What `bench` runs unless --sections says otherwise: batch writes 1.2 GB more captures and needs the [dask]
+#: extra; large writes a capture larger than the machine's memory (27 GB on 24 GB) and reads it from disk.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("batch", "large"))
+#: large section: the capture is this many times the machine's memory, the main capture's tokens repeated.
+LARGE_OVER_MEMORY = 1.1
 #: The eviction replay the evict section times: every policy at these budgets.
 EVICT_BUDGETS = "64,128,256"
 #: batch section: this many captures of BATCH_SIZE bytes (or the main capture's size, when smaller), each job
@@ -133,6 +146,8 @@ class Suite:
                 out.evict = self.evict_section(main)
             if "batch" in self.cfg.sections:
                 out.batch = self.batch_section()
+            if "large" in self.cfg.sections:
+                out.large = self.large_section(main)
             out.rss_floor_mb = spawn(["true"]).rss_mb
             self.notes.append(
                 f"a peak RSS below ~{out.rss_floor_mb:.0f} MB cannot be seen: a new process "
@@ -398,6 +413,45 @@ class Suite:
                 if row.ok and base.ok and row.timing.median_s:
                     row.speedup = base.median_s / row.timing.median_s
         return rows
+
+    def large_section(self, main: dict) -> FormatSection:
+        """`reduce` of a capture larger than memory, read from disk (its pages dropped from the page cache
+        before every run): halo_fast, halo_fast with its two passes one after the other, and `cat`."""
+        size = int(physical_memory_bytes() * LARGE_OVER_MEMORY)
+        try:
+            cap = ensure_repeated(main, size, self.log)
+        except OSError as exc:
+            skipped = Timing(SKIPPED, note=f"cannot write a {size / 1e9:.0f} GB capture: {exc.strerror}")
+            return FormatSection(
+                input={"path": "", "bytes": size},
+                mb=size / 1e6,
+                rows=[FormatRow("reduce", "halo_fast reduce", skipped)],
+            )
+
+        def cold() -> None:
+            drop_from_page_cache(cap["path"])
+
+        mb = cap["bytes"] / 1e6
+        self.log(f"large section: cat on {mb:.0f} MB from disk ...")
+        floor = FormatRow(
+            "read", "cat (floor)", measure(["cat", cap["path"]], self.cfg.repeat, capture=False, before=cold)
+        )
+        rows = [floor]
+        for label, contender in (
+            ("halo_fast reduce", "halo_fast"),
+            ("halo_fast reduce, two passes", "halo_fast_two_passes"),
+        ):
+            self.log(f"large section: {label} on {mb:.0f} MB from disk ...")
+            argv = CHILD + [contender, "reduce", cap["path"], "--expect", str(cap["with_attention"])]
+            rows.append(FormatRow("reduce", label, measure(argv, self.cfg.repeat, before=cold)))
+        one, two = rows[1], rows[2]
+        if one.ok and two.ok:
+            one.check = "reference"
+            same = one.timing.result.get("crc32") == two.timing.result.get("crc32")
+            two.check = "same bits" if same else "MISMATCH (crc32 differs)"
+        for row in rows:
+            row.vs_floor, row.vs_floor_work = _ratios(row, floor)
+        return FormatSection(input=cap, mb=mb, rows=rows)
 
     # ---- halo_fast alone: sizes, threads, cold start
 

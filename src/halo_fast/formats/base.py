@@ -20,7 +20,7 @@ import numpy as np
 from ..capture import PROMPT_COLUMNS, Capture, Table
 from ..errors import CaptureError
 from ..progress import progress_bar
-from ..reduction import ReducePlan, fold_tokens
+from ..reduction import ReducePlan, ReduceRequest, fold_tokens
 from .mapped import output_buffer
 
 WINDOW_BYTES = 4 << 20  # file bytes resident at once, beyond the output: every format's default
@@ -113,6 +113,11 @@ class CaptureSource:
 
     def __exit__(self, *exc_info: object) -> None:
         pass
+
+    def plan_reduce(self, request: ReduceRequest) -> None:
+        """Say, before ``__enter__``, the reduction ``reduce`` will be asked for: a source that can fold
+        while it reads (a mapped single JSON: json_ahead) starts during its first pass. A hint: any
+        ``reduce(ids, plan)`` still gives the same result."""
 
     def step_of(self, i: int) -> Any:
         return self.token_table["step"][i]

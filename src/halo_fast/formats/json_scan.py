@@ -14,12 +14,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CaptureError
 from ..progress import progress_bar
-from .mapped import MappedFile
+from .mapped import READ_AHEAD_BYTES, MappedFile
+
+if TYPE_CHECKING:
+    from .json_ahead import ReduceAhead
 
 
 @dataclass
@@ -150,19 +154,26 @@ def check_data_content(mapped: MappedFile, events: np.ndarray) -> None:
 
 
 def scan_structure(
-    mapped: MappedFile, window_bytes: int, progress: bool = False, probe_bytes: int = 1 << 16, recover: bool = False
+    mapped: MappedFile,
+    window_bytes: int,
+    progress: bool = False,
+    probe_bytes: int = 1 << 16,
+    recover: bool = False,
+    ahead: ReduceAhead | None = None,
 ) -> Layout:
     """Pass 1: walk the file's structure, jumping over the bulk of each attention array.
 
     Structural bytes are indexed ``probe_bytes`` at a time (doubling while no array
     is open); when a probe ends inside an attention data array, memchr finds its
-    closing bracket. Pages are released every ``window_bytes``.
+    closing bracket. Pages are released every ``window_bytes``, but not those of tokens
+    ``ahead`` (json_ahead) still has to fold: it is fed the events as they are found.
     """
     from ..kernels import structure as st
 
     _check_starts_an_object(mapped)
     buf = mapped.bytes
     size = mapped.size
+    read_ahead = size > 2 * READ_AHEAD_BYTES and hasattr(mapped, "read_ahead")  # a small file: no thread
     state, kinds, roles = st.new_walker_state()
     event_blocks = []
     position = 0
@@ -170,11 +181,15 @@ def scan_structure(
     probe = probe_bytes
     with progress_bar(size, progress, "scan") as bar:
         while position < size and state[st.S_ERROR] == st.WALK_OK:
+            if read_ahead:
+                mapped.read_ahead(position)
             stop = min(position + probe, size)
             positions = st.find_structural(buf, position, stop)
             events = np.empty((positions.shape[0] + 1, 3), dtype=np.int64)
             n = st.walk_structure(buf, positions, state, kinds, roles, events)
             event_blocks.append(events[:n])
+            if ahead is not None:
+                ahead.feed(events[:n])
             bar.update(stop - position)
             position = stop
             probe = min(probe * 2, window_bytes)
@@ -188,16 +203,22 @@ def scan_structure(
                 events = np.empty((1, 3), dtype=np.int64)
                 n = st.walk_structure(buf, closing, state, kinds, roles, events)
                 event_blocks.append(events[:n])
+                if ahead is not None:
+                    ahead.feed(events[:n])
                 bar.update(close + 1 - position)
                 position = close + 1
                 probe = probe_bytes
             if position - released >= window_bytes:
-                mapped.release(released, position)
-                released = position
+                held = ahead.held_from() if ahead is not None else None
+                upto = position if held is None else max(released, min(position, held))
+                mapped.release(released, upto)
+                released = upto
+    truncated = state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]
+    if ahead is not None and state[st.S_ERROR] == st.WALK_OK and (recover or not truncated):
+        ahead.finish()
     mapped.release(released, size)
     events = np.concatenate(event_blocks) if event_blocks else np.empty((0, 3), np.int64)
     complete = int(np.count_nonzero(events[:, 0] == st.EVENT_TOKEN_CLOSE))
-    truncated = state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]
     recovery = None
     if truncated and recover and state[st.S_ERROR] == st.WALK_OK:
         events, recovery = _cut_after_complete_tokens(mapped, events, int(state[st.S_TOKENS]))

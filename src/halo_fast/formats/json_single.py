@@ -14,7 +14,9 @@ import numpy as np
 
 from ..capture import Capture
 from ..errors import CaptureError
+from ..reduction import ReduceRequest
 from .base import CaptureSource, SourceOptions, check_document, prompt_table
+from .json_ahead import ReduceAhead
 from .json_scan import check_data_content, scan_structure
 from .json_skeleton import Skeleton, plan_tokens, token_table
 from .json_values import decode_attention, decode_one, decode_windows, reduce_attention
@@ -32,11 +34,20 @@ class ScannedJson(CaptureSource):
     def __init__(self, path, *, options: SourceOptions | None = None):
         super().__init__(path, options=options)
         self.mapped = MappedFile(self.path)
+        self._request: ReduceRequest | None = None
+        self.ahead: ReduceAhead | None = None
+
+    def plan_reduce(self, request: ReduceRequest) -> None:
+        self._request = request
 
     def __enter__(self) -> ScannedJson:
         self.mapped.__enter__()
         try:
-            self.layout = scan_structure(self.mapped, self.window_bytes, self.progress, recover=self.recover)
+            if self._request is not None:
+                self.ahead = ReduceAhead(self.mapped, self._request, self.window_bytes)
+            self.layout = scan_structure(
+                self.mapped, self.window_bytes, self.progress, recover=self.recover, ahead=self.ahead
+            )
             self.recovery = _public(self.layout.recovery)
             try:
                 self.document = Skeleton(self.mapped, self.layout).parse()
@@ -51,11 +62,18 @@ class ScannedJson(CaptureSource):
             self.token_table = token_table(self.tokens, self.shapes, self.has_attention)
             self.metadata = document.metadata
         except BaseException:
+            self._close_ahead()
             self.mapped.__exit__(None, None, None)
             raise
         return self
 
+    def _close_ahead(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
+            self.ahead = None
+
     def __exit__(self, *exc_info) -> None:
+        self._close_ahead()
         self.mapped.__exit__(*exc_info)
 
     def step_of(self, i: int):
@@ -82,6 +100,9 @@ class ScannedJson(CaptureSource):
         )
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
+        if self.ahead is not None:
+            ahead, self.ahead = self.ahead, None  # its rows are handed over once
+            return ahead.result(self, ids, plan)
         return reduce_attention(self, ids, plan)
 
     def token_windows(self, ids: np.ndarray, phase: str = "read"):
