@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..progress import progress_bar
-from .mapped import READ_AHEAD_BYTES, MappedFile
+from .mapped import MappedFile
 
 if TYPE_CHECKING:
     from .json_ahead import ReduceAhead
@@ -173,7 +173,6 @@ def scan_structure(
     _check_starts_an_object(mapped)
     buf = mapped.bytes
     size = mapped.size
-    read_ahead = size > 2 * READ_AHEAD_BYTES and hasattr(mapped, "read_ahead")  # a small file: no thread
     state, kinds, roles = st.new_walker_state()
     event_blocks = []
     position = 0
@@ -181,8 +180,6 @@ def scan_structure(
     probe = probe_bytes
     with progress_bar(size, progress, "scan") as bar:
         while position < size and state[st.S_ERROR] == st.WALK_OK:
-            if read_ahead:
-                mapped.read_ahead(position)
             stop = min(position + probe, size)
             positions = st.find_structural(buf, position, stop)
             events = np.empty((positions.shape[0] + 1, 3), dtype=np.int64)
