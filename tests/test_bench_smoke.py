@@ -210,3 +210,31 @@ def test_rows_write_the_json_keys_read_them_back_and_render():
     assert results.ok
     halo.check = "MISMATCH (crc32 differs)"
     assert not results.ok
+
+
+def test_repeated_capture_is_the_source_tokens_again_with_steps_running_on(tmp_path):
+    import halo_fast
+    from halo_fast.benchmark.data import ensure_capture
+    from halo_fast.benchmark.repeated import ensure_repeated
+
+    source = ensure_capture(str(tmp_path), 2_000_000)
+    big = ensure_repeated(source, 5_000_000)
+    copies = -(-5_000_000 // source["bytes"])
+    assert big["tokens"] == copies * source["tokens"] and big["bytes"] >= 5_000_000
+    assert ensure_repeated(source, 5_000_000) == big  # cached: not written again
+    one, many = halo_fast.reduce(source["path"]), halo_fast.reduce(big["path"])
+    assert many.steps.tolist() == [s for s in range(big["tokens"]) if s % source["tokens"]]  # each copy's step 0: null
+    assert many.data.tobytes() == np.concatenate([one.data] * copies).tobytes()
+
+
+@pytest.mark.slow
+def test_large_section_on_a_small_stand_in(tmp_path):
+    """The large section's rows and checks, on a capture of a few MB instead of one larger than memory."""
+    from halo_fast.benchmark.runner import Config, Suite
+
+    cfg = Config(size=2_000_000, sizes=[], repeat=1, data_dir=str(tmp_path), sections=("large",), large_bytes=5_000_000)
+    large = Suite(cfg, log=lambda message: None).results().large
+    assert [row.contender for row in large.rows] == ["cat (floor)", "halo_fast reduce", "halo_fast reduce, two passes"]
+    assert all(row.ok for row in large.rows), [row.timing.note for row in large.rows]
+    assert [row.check for row in large.rows[1:]] == ["reference", "same bits"]
+    assert large.rows[0].vs_floor == 1.0 and large.input["bytes"] >= 5_000_000

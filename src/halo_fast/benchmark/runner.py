@@ -54,8 +54,9 @@ SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "
 #: What `bench` runs unless --sections says otherwise: batch writes 1.2 GB more captures and needs the [dask]
 #: extra; large writes a capture larger than the machine's memory (27 GB on 24 GB) and reads it from disk.
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("batch", "large"))
-#: large section: the capture is this many times the machine's memory, the main capture's tokens repeated.
-LARGE_OVER_MEMORY = 1.1
+#: large section: the capture is at least this many times the machine's memory (in whole GB), the main
+#: capture's tokens repeated.
+LARGE_OVER_MEMORY = 1.05
 #: The eviction replay the evict section times: every policy at these budgets.
 EVICT_BUDGETS = "64,128,256"
 #: batch section: this many captures of BATCH_SIZE bytes (or the main capture's size, when smaller), each job
@@ -92,6 +93,7 @@ class Config:
     style: str = "js"
     sections: tuple[str, ...] = DEFAULT_SECTIONS
     threads: tuple[int, ...] = (1, 2)
+    large_bytes: int | None = None  # the large section's capture size (None: LARGE_OVER_MEMORY x this machine's RAM)
 
 
 class Suite:
@@ -417,7 +419,7 @@ class Suite:
     def large_section(self, main: dict) -> FormatSection:
         """`reduce` of a capture larger than memory, read from disk (its pages dropped from the page cache
         before every run): halo_fast, halo_fast with its two passes one after the other, and `cat`."""
-        size = int(physical_memory_bytes() * LARGE_OVER_MEMORY)
+        size = self.cfg.large_bytes or -(-int(physical_memory_bytes() * LARGE_OVER_MEMORY) // 10**9) * 10**9
         try:
             cap = ensure_repeated(main, size, self.log)
         except OSError as exc:

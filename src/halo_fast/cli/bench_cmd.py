@@ -49,7 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--sections",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated subset of {','.join(SECTIONS)} (default all but batch, which needs the [dask] extra)",
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default all but batch, which needs the [dask] "
+        "extra, and large, which writes a capture larger than this machine's memory and reads it from disk)",
     )
     p.add_argument("--seed", type=int, default=0, help="synthetic capture seed (default 0)")
     p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report (e.g. bench/RESULTS.md)")
