@@ -229,7 +229,8 @@ def test_repeated_capture_is_the_source_tokens_again_with_steps_running_on(tmp_p
 
 @pytest.mark.slow
 def test_large_section_on_a_small_stand_in(tmp_path):
-    """The large section's rows and checks, on a capture of a few MB instead of one larger than memory."""
+    """The large section's rows and checks, on a capture of a few MB instead of one larger than memory (so
+    both halo_fast rows take the two passes here: the section is under test, not the route)."""
     from halo_fast.benchmark.runner import Config, Suite
 
     cfg = Config(size=2_000_000, sizes=[], repeat=1, data_dir=str(tmp_path), sections=("large",), large_bytes=5_000_000)

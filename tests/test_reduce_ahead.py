@@ -1,8 +1,9 @@
 """Reduce folded during pass 1 (formats.json_ahead) against the plain two-pass route, bit for bit.
 
-Every ``halo_fast.reduce`` of a mapped single JSON goes through json_ahead; here the same
-call with the ahead route switched off is the reference, and a spy on the plain pass 2
-(``json_values.reduce_attention``) shows which tokens the guesses did not settle.
+``halo_fast.reduce`` of a mapped single JSON larger than the page cache goes through json_ahead;
+here every file does (``fold_ahead_for_every_size``), the same call with the ahead route
+switched off is the reference, and a spy on the plain pass 2 (``json_values.reduce_attention``)
+shows which tokens the guesses did not settle.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import halo_fast
+import halo_fast.formats.json_single as json_single
 import halo_fast.formats.json_values as json_values
 from builders import capture_doc
 from halo_fast.formats.json_single import ScannedJson
 
 OPS = ["mean", "max", "min", "sum", "nanmean", "mean_f32", "mean_js"]
 OVERS = [("layers", "heads"), ("layers",), ("heads",)]
+
+
+@pytest.fixture(autouse=True)
+def fold_ahead_for_every_size():
+    """The ahead route is taken for files larger than the page cache; these small ones take it too."""
+    with mock.patch("halo_fast.formats.json_single.outgrows_page_cache", lambda size: True):
+        yield
 
 
 @contextlib.contextmanager
@@ -41,7 +50,10 @@ def plain_pass_spy():
         calls.append([int(i) for i in ids])
         return original(scan, ids, plan)
 
-    with mock.patch.object(json_values, "reduce_attention", spy):
+    with (
+        mock.patch.object(json_values, "reduce_attention", spy),
+        mock.patch.object(json_single, "reduce_attention", spy),
+    ):
         yield calls
 
 
@@ -222,3 +234,24 @@ def test_selection_errors_are_the_plain_routes(tmp_path):
         with pytest.raises(halo_fast.SelectionError) as ahead:
             halo_fast.reduce(path, **options)
         assert str(ahead.value) == str(plain.value)
+
+
+def test_the_ahead_route_is_for_files_the_page_cache_cannot_hold(tmp_path):
+    from halo_fast.formats.json_ahead import outgrows_page_cache
+
+    assert outgrows_page_cache(1 << 60) and not outgrows_page_cache(1 << 20)
+    path, _ = big_capture(tmp_path)
+    with mock.patch("halo_fast.formats.json_single.outgrows_page_cache", lambda size: False):
+        with plain_pass_spy() as calls:
+            halo_fast.reduce(path)
+    assert calls == [list(range(12))]  # all through the plain pass 2
+
+
+@given(
+    text=st.binary(min_size=1, max_size=300), start=st.integers(-5, 310), needle=st.sampled_from([b"]", b",", b"\x00"])
+)
+def test_memchr_search_equals_mmap_find(scratch, text, start, needle):
+    from halo_fast.formats.mapped import MappedFile
+
+    with MappedFile(scratch(text)) as mapped:
+        assert mapped.find_byte_without_gil(needle, start) == mapped.find(needle, start)

@@ -5,7 +5,8 @@ for its structure, then pass 2 (json_values) parses the attention arrays. While 
 file sits in the page cache that costs little; a capture larger than memory is read
 from disk twice, and the second read is most of the time.
 
-``ReduceAhead`` folds each token as soon as pass 1 has walked past its closing brace,
+``ReduceAhead`` (used for files larger than the page cache can hold: ``outgrows_page_cache``)
+folds each token as soon as pass 1 has walked past its closing brace,
 while its pages are still mapped. What the fold needs -- the token's step (for the
 selection) and shape -- is certain only once the skeleton is parsed after pass 1, so
 here it is read from the token's own bytes (its ``"step"`` and ``"shape"`` fields, by
@@ -40,6 +41,21 @@ FIELD_BYTES = 1 << 16  # a token's bytes outside its data array beyond this: not
 SHAPE_FIELD = re.compile(rb'"shape"\s*:\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]')
 STEP_FIELD = re.compile(rb'"step"\s*:\s*(-?\d+)\s*[,}]')
 IN_FLIGHT = 2  # windows handed to the fold thread and not yet collected
+
+
+def outgrows_page_cache(size: int) -> bool:
+    """Whether a file of ``size`` bytes cannot stay in the page cache from pass 1 to pass 2 (it is larger
+    than the memory the kernel could give it, MemAvailable): only then does folding ahead save a read
+    from disk. A file that stays cached is read from memory by both passes, and there folding ahead
+    measured 2-7% slower (its thread beside pass 1 on two cores; bench/RESULTS.md), so it is not used."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return size > int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def same_plan(a: ReducePlan, b: ReducePlan) -> bool:

@@ -171,6 +171,7 @@ def scan_structure(
     from ..kernels import structure as st
 
     _check_starts_an_object(mapped)
+    find = mapped.find_byte_without_gil if ahead is not None else mapped.find
     buf = mapped.bytes
     size = mapped.size
     state, kinds, roles = st.new_walker_state()
@@ -191,7 +192,7 @@ def scan_structure(
             position = stop
             probe = min(probe * 2, window_bytes)
             if state[st.S_ERROR] == st.WALK_OK and st.inside_data(state, roles) and position < size:
-                close = mapped.find(b"]", position)
+                close = find(b"]", position)
                 if close < 0:
                     bar.update(size - position)
                     position = size

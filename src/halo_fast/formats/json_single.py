@@ -16,7 +16,7 @@ from ..capture import Capture
 from ..errors import CaptureError
 from ..reduction import ReduceRequest
 from .base import CaptureSource, SourceOptions, check_document, prompt_table
-from .json_ahead import ReduceAhead
+from .json_ahead import ReduceAhead, outgrows_page_cache
 from .json_scan import check_data_content, scan_structure
 from .json_skeleton import Skeleton, plan_tokens, token_table
 from .json_values import decode_attention, decode_one, decode_windows, reduce_attention
@@ -43,7 +43,7 @@ class ScannedJson(CaptureSource):
     def __enter__(self) -> ScannedJson:
         self.mapped.__enter__()
         try:
-            if self._request is not None:
+            if self._request is not None and outgrows_page_cache(self.mapped.size):
                 self.ahead = ReduceAhead(self.mapped, self._request, self.window_bytes)
             self.layout = scan_structure(
                 self.mapped, self.window_bytes, self.progress, recover=self.recover, ahead=self.ahead

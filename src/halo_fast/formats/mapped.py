@@ -66,12 +66,13 @@ class MappedFile:
             self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
 
     def find(self, needle: bytes, start: int) -> int:
-        """First position of needle at or after start, or -1 (memchr speed for one byte).
+        """First position of needle at or after start, or -1 (memchr speed for one byte)."""
+        return self._map.find(needle, start)
 
-        One byte is looked for by libc's memchr through ctypes, which lets go of the GIL:
-        on a file read from disk the search waits for its pages, and the thread folding
-        tokens meanwhile (json_ahead) needs the GIL between kernels. ``mmap.find`` holds it.
-        """
+    def find_byte_without_gil(self, needle: bytes, start: int) -> int:
+        """``find`` for one byte by libc's memchr through ctypes, which lets go of the GIL: on a file
+        read from disk the search waits for its pages, and a thread folding tokens meanwhile
+        (json_ahead) needs the GIL between its kernels. ``mmap.find`` holds it."""
         memchr = _libc_memchr() if len(needle) == 1 else None
         if memchr is None or not 0 <= start < self.size:
             return self._map.find(needle, start)
