@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import SelectionError
 from ..reduction import ReducePlan, ReduceRequest, keep_mask, make_plan, output_array
 from .mapped import MappedFile
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 FIELD_BYTES = 1 << 16  # a token's bytes outside its data array beyond this: not guessed, left to pass 2
 SHAPE_FIELD = re.compile(rb'"shape"\s*:\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]')
@@ -188,6 +191,8 @@ class ReduceAhead:
         if self.stopped is not None:
             return
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # here: not a cost of importing the package
+
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="halo_fast-fold")
         self._flight.append((self._pool.submit(self._fold_window, pending), int(pending[0, 1])))
 
