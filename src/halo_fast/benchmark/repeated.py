@@ -44,15 +44,21 @@ def ensure_repeated(source: dict, size: int, log=None) -> dict:
         first, last = int(layout.token_open[0]), int(layout.token_close[-1]) + 1
         n = len(layout.token_open)
         temporary = path + ".partial"
-        with open(temporary, "wb") as out:
-            out.write(mapped.read(0, first))
-            for copy in range(copies):
-                for i in range(n):
-                    if copy or i:
-                        out.write(b",\n")
-                    _write_token(out, mapped, int(layout.token_open[i]), int(layout.token_close[i]) + 1, copy * n + i)
-            out.write(mapped.read(last, mapped.size))
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as out:
+                out.write(mapped.read(0, first))
+                for copy in range(copies):
+                    for i in range(n):
+                        if copy or i:
+                            out.write(b",\n")
+                        start, stop = int(layout.token_open[i]), int(layout.token_close[i]) + 1
+                        _write_token(out, mapped, start, stop, copy * n + i)
+                out.write(mapped.read(last, mapped.size))
+            os.replace(temporary, path)
+        except BaseException:  # a full disk, Ctrl-C: no 27 GB left behind
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
     manifest = {
         "path": path,
         "params": params,

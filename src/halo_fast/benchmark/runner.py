@@ -52,7 +52,7 @@ CHILD = [sys.executable, "-m", "halo_fast.benchmark.contenders"]
 ALL_CONTENDERS = ("halo_fast", "json", "orjson", "msgspec", "simdjson", "read")
 SECTIONS = ("main", "scaling", "threads", "cold", "directory", "hdf5", "gzip", "convert", "evict", "batch", "large")
 #: What `bench` runs unless --sections says otherwise: batch writes 1.2 GB more captures and needs the [dask]
-#: extra; large writes a capture larger than the machine's memory (27 GB on 24 GB) and reads it from disk.
+#: extra; large writes a capture larger than the machine's memory (27 GB on 25 GB) and reads it from disk.
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("batch", "large"))
 #: large section: the capture is at least this many times the machine's memory (in whole GB), the main
 #: capture's tokens repeated.
