@@ -153,12 +153,10 @@ def default_threads() -> int:
 
 
 def mem_available_mb() -> float:
-    """MemAvailable from /proc/meminfo (infinite if it has none): a contender that would not fit is skipped."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return float("inf")
+    """MemAvailable in MB (infinite if there is none): a contender that would not fit is skipped."""
+    from ..formats.mapped import mem_available_bytes
+
+    return mem_available_bytes() / 1e6
 
 
 def physical_memory_bytes() -> int:

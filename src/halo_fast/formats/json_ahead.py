@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import SelectionError
 from ..reduction import ReducePlan, ReduceRequest, keep_mask, make_plan, output_array
-from .mapped import MappedFile
+from .mapped import MappedFile, mem_available_bytes
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,14 +51,7 @@ def outgrows_page_cache(size: int) -> bool:
     than the memory the kernel could give it, MemAvailable): only then does folding ahead save a read
     from disk. A file that stays cached is read from memory by both passes, and there folding ahead
     measured 2-7% slower (its thread beside pass 1 on two cores; bench/RESULTS.md), so it is not used."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return size > int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return False
+    return size > mem_available_bytes()
 
 
 def same_plan(a: ReducePlan, b: ReducePlan) -> bool:

@@ -16,6 +16,19 @@ import numpy as np
 from ..errors import CaptureError
 
 
+def mem_available_bytes() -> float:
+    """MemAvailable from /proc/meminfo: what the kernel could give a process, page cache included
+    (infinite where there is no such file, so nothing is thought too large for memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return float("inf")
+
+
 @functools.cache
 def _libc_memchr():
     """libc's memchr through ctypes (imported at the first search, not with the package), or None."""
