@@ -171,7 +171,8 @@ def scan_structure(
     from ..kernels import structure as st
 
     _check_starts_an_object(mapped)
-    find = mapped.find_byte_without_gil if ahead is not None else mapped.find
+    # a file read from disk (the ahead route) waits for its pages: one thread searches, without the GIL
+    brackets = ClosingBrackets(mapped.bytes) if ahead is None else None
     buf = mapped.bytes
     size = mapped.size
     state, kinds, roles = st.new_walker_state()
@@ -192,7 +193,10 @@ def scan_structure(
             position = stop
             probe = min(probe * 2, window_bytes)
             if state[st.S_ERROR] == st.WALK_OK and st.inside_data(state, roles) and position < size:
-                close = find(b"]", position)
+                if brackets is None:
+                    close = mapped.find_byte_without_gil(b"]", position)
+                else:
+                    close = brackets.find(position, _last_data_open(event_blocks))
                 if close < 0:
                     bar.update(size - position)
                     position = size
@@ -261,6 +265,61 @@ def scan_structure(
     layout.events = events
     layout.recovery = recovery
     return layout
+
+
+def _last_data_open(event_blocks: list) -> int:
+    """Where the attention data array open now opened: the last EVENT_DATA_OPEN found so far."""
+    from ..kernels import structure as st
+
+    for events in reversed(event_blocks):
+        opened = np.flatnonzero(events[:, 0] == st.EVENT_DATA_OPEN)
+        if len(opened):
+            return int(events[opened[-1], 2])
+    return -1
+
+
+class ClosingBrackets:
+    """The ']' that closes each attention data array, found by all threads at once (kernels.search).
+
+    A search splits its span over the threads, so it pays when the span ends near the
+    bracket: a span much longer leaves threads searching past it. Consecutive tokens'
+    arrays differ by one context position, so each span is sized from the previous
+    array's length (the first from FIRST_SPAN), and spans double while no bracket is found.
+    """
+
+    FIRST_SPAN = 1 << 20
+    SLACK = 1 << 16  # beyond the previous array's length
+
+    def __init__(self, buf: np.ndarray):
+        import numba
+
+        self.buf = buf
+        self.found = np.empty(numba.get_num_threads(), dtype=np.int64)
+        self.previous_length = -1
+
+    def find(self, start: int, opened: int) -> int:
+        """First ']' at or after start (inside the array that opened at ``opened``), or -1."""
+        from ..kernels import search
+
+        size = self.buf.shape[0]
+        if self.previous_length >= 0 and opened >= 0:
+            span = max(opened + self.previous_length + self.SLACK - start, self.SLACK)
+        else:
+            span = self.FIRST_SPAN
+        lo = start
+        while lo < size:
+            hi = min(lo + span, size)
+            close = search.find_byte_split(self.buf, lo, hi, CLOSE_BRACKET, self.found)
+            if close >= 0:
+                if opened >= 0:
+                    self.previous_length = close - opened
+                return close
+            lo = hi
+            span *= 2
+        return -1
+
+
+CLOSE_BRACKET = ord("]")
 
 
 def _check_starts_an_object(mapped: MappedFile) -> None:
