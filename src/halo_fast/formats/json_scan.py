@@ -1,8 +1,9 @@
 """Pass 1 of the single-JSON reader: the file's structure, without parsing a number.
 
 The structure walker (kernels.structure) indexes structural bytes a probe at a
-time and, inside an attention data array, lets memchr find its closing bracket, so
-the bulk of the file is stepped over. The result is a Layout: where every generated
+time and, inside an attention data array, has its closing bracket found by every
+thread at once (kernels.search; memchr on a file read from disk), so the bulk of
+the file is stepped over. The result is a Layout: where every generated
 token and its data array open and close. Broken or truncated files are reported
 here, or cut after their last complete token when recovery is asked for. Text whose
 top-level value is not an object (``null``, ``123``, an array, no JSON at all) is
@@ -164,9 +165,10 @@ def scan_structure(
     """Pass 1: walk the file's structure, jumping over the bulk of each attention array.
 
     Structural bytes are indexed ``probe_bytes`` at a time (doubling while no array
-    is open); when a probe ends inside an attention data array, memchr finds its
-    closing bracket. Pages are released every ``window_bytes``, but not those of tokens
-    ``ahead`` (json_ahead) still has to fold: it is fed the events as they are found.
+    is open); when a probe ends inside an attention data array, ClosingBrackets finds
+    its closing bracket (memchr when ``ahead`` folds tokens from a file read from disk).
+    Pages are released every ``window_bytes``, but not those of tokens ``ahead``
+    (json_ahead) still has to fold: it is fed the events as they are found.
     """
     from ..kernels import structure as st
 

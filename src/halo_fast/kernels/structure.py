@@ -4,8 +4,8 @@ Two steps per window of the file:
 
 1. ``find_structural``: the positions of the bytes that shape JSON outside
    numbers -- quote, backslash, brackets, braces, colon. Inside attention arrays
-   there are none; the driver does not even scan their bulk, it jumps to the
-   closing bracket with memchr, and pass 2 checks every byte it skipped.
+   there are none; the driver does not even index their bulk, it jumps to the
+   closing bracket (kernels.search), and pass 2 checks every byte it skipped.
 2. ``walk_structure`` (serial, over that index only): a JSON state machine that
    follows strings and escapes, nesting and keys, and reports an event whenever
    a generated token or its ``attention.data`` array opens or closes. Its state
