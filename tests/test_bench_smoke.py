@@ -239,3 +239,32 @@ def test_large_section_on_a_small_stand_in(tmp_path):
     assert all(row.ok for row in large.rows), [row.timing.note for row in large.rows]
     assert [row.check for row in large.rows[1:]] == ["reference", "same bits"]
     assert large.rows[0].vs_floor == 1.0 and large.input["bytes"] >= 5_000_000
+
+
+def test_scaling_rows_carry_the_memory_scan_floor(tmp_path):
+    """The scan floor's child counts bytes of a real file; the scaling table shows it and reduce's ratio to it."""
+    from halo_fast.benchmark import contenders, report
+    from halo_fast.benchmark.rows import Brief, Results, ScalingRow, Timing
+
+    path = tmp_path / "bytes.json"
+    path.write_bytes(b"[1,2,3]" * 100_000)
+    child = subprocess.run(
+        [sys.executable, "-m", "halo_fast.benchmark.contenders", "scan", "read", str(path), "--expect", "700000"],
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout)["count"] == 700_000
+    assert contenders.scan_floor(path, window=1 << 16) == 700_000  # windows not dividing the file
+
+    reduce = Timing("ok", median_s=3.0, min_s=2.9, runs_s=[3.0], peak_rss_mb=160.0)
+    scan = Timing("ok", median_s=1.5, min_s=1.4, runs_s=[1.5], peak_rss_mb=150.0)
+    row = ScalingRow("5GB", 5000.0, 1000, {"reduce": Brief.of(reduce, 5 * 10**9), "scan": Brief.of(scan, 5 * 10**9)})
+    cap = {"path": "x.json", "bytes": 5 * 10**9, "tokens": 1000, "with_attention": 999, "context": [201, 1200]}
+    results = Results(capture=cap, tasks={}, scaling=[row])
+    assert Results.from_json(results.to_json()).scaling[0].tasks["scan"].median_s == 1.5
+    markdown = report.markdown(
+        {**results.to_json(), "machine": report.machine_info(), "command": "x", "config": {"repeat": 3}}
+    )
+    assert "| scan floor s | reduce / scan floor |" in markdown
+    assert "| 1.500 | 2.00x |" in markdown

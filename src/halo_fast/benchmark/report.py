@@ -139,8 +139,15 @@ def _scaling_table(rows: list[ScalingRow]) -> Table:
                 row += [_s(b.median_s), f"{b.s_per_gb:.2f}", _n(b.peak_rss_mb)]
             else:
                 row += [b.status if b else "", "", ""]
+        scan, reduce = r.tasks.get("scan"), r.tasks.get("reduce")
+        if scan is not None and scan.ok:
+            ratio = f"{reduce.median_s / scan.median_s:.2f}x" if reduce is not None and reduce.ok else ""
+            row += [_s(scan.median_s), ratio]
+        else:
+            row += [scan.status if scan else "", ""]
         cells.append(row)
     headers = ["size", "MB", "tokens", "load s", "load s/GB", "load RSS MB", "reduce s", "reduce s/GB", "reduce RSS MB"]
+    headers += ["scan floor s", "reduce / scan floor"]
     return Table("scaling: halo_fast by file size", headers, cells)
 
 

@@ -469,6 +469,9 @@ class Suite:
                     self.log(f"scaling: halo_fast {task} on {cap['bytes'] / 1e6:.0f} MB ...")
                     reuse = self.one("halo_fast", task, cap)
                 row.tasks[task] = Brief.of(reuse.timing, cap["bytes"])
+            self.log(f"scaling: the memory-scan floor on {cap['bytes'] / 1e6:.0f} MB ...")
+            scan = measure(CHILD + ["scan", "read", cap["path"], "--expect", str(cap["bytes"])], self.cfg.repeat)
+            row.tasks["scan"] = Brief.of(scan, cap["bytes"])
             out.append(row)
         return out
 
