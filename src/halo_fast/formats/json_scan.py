@@ -158,7 +158,7 @@ def scan_structure(
     mapped: MappedFile,
     window_bytes: int,
     progress: bool = False,
-    probe_bytes: int = 1 << 16,
+    probe_bytes: int = 1 << 12,  # a token's own fields and the start of its data array
     recover: bool = False,
     ahead: ReduceAhead | None = None,
 ) -> Layout:
