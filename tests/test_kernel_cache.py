@@ -254,3 +254,34 @@ def test_a_cached_reduce_does_not_import_numbas_array_library(tmp_path):
     subprocess.run(run + ["write"], env=env, capture_output=True, text=True, check=True)  # compiles
     again = subprocess.run(run + ["again"], env=env, capture_output=True, text=True, check=True)
     assert again.stdout.split() == ["4", "False"]
+
+
+OTHER_CPU_SCRIPT = """
+import numpy as np
+from halo_fast.kernels.search import find_byte
+
+data = np.frombuffer(b"0.25," * 100 + b"]", dtype=np.uint8)
+at = find_byte(data, 0, len(data), 93, True)
+print(at, sum(find_byte.stats.cache_hits.values()))
+"""
+
+
+@pytest.mark.slow  # compiles in fresh processes
+def test_a_cache_written_for_another_cpu_is_compiled_again_not_loaded(tmp_path):
+    """numba keys cached code on the CPU it was compiled for (name and features): vector code built
+    for this machine's CPU is never loaded on one without its instructions. NUMBA_CPU_NAME=generic
+    (baseline x86-64, SSE2) stands in for the other machine, sharing the cache folder."""
+    base = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    base.pop("NUMBA_CPU_NAME", None)
+    base.pop("NUMBA_CPU_FEATURES", None)
+    generic = {**base, "NUMBA_CPU_NAME": "generic"}
+
+    def run(env) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", OTHER_CPU_SCRIPT], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run(base) == ["500", "0"]  # compiled for this CPU, saved
+    assert run(generic) == ["500", "0"]  # another CPU: compiled again, same answer
+    assert run(generic) == ["500", "1"]  # its own entry, loaded
+    assert run(base) == ["500", "1"]  # this CPU's entry still there, loaded
