@@ -337,6 +337,18 @@ def test_first_non_number_byte_is_clipped_to_the_buffer():
     assert st.first_non_number_byte(buf, 14, 999) == -1
 
 
+def test_write_structural_fills_only_its_buffer():
+    buf = np.frombuffer(b'{"a": [1, {"b": 2}]}', dtype=np.uint8)
+    every = st.find_structural(buf, 0, len(buf))
+    assert st.count_structural(buf, -5, 999) == len(every) == 12
+    for room in (0, 1, 5, 12, 20):
+        positions = np.full(room + 2, -7, dtype=np.int64)
+        written = st.write_structural(buf, -5, 999, positions[:room])
+        assert written == min(room, 12)
+        assert positions[:written].tolist() == every[:written].tolist()
+        assert (positions[written:] == -7).all()  # nothing past what it wrote, nor past its buffer
+
+
 def test_key_is_reads_only_inside_the_buffer():
     buf = np.frombuffer(b'"data', dtype=np.uint8)
     assert st._key_is(buf, 1, 5, st.KEY_TEXT_DATA)

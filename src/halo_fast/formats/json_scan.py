@@ -270,7 +270,7 @@ def scan_structure(
 
 
 def _last_data_open(event_blocks: list) -> int:
-    """Where the attention data array open now opened: the last EVENT_DATA_OPEN found so far."""
+    """Where the attention data array the walk is inside opened: the last EVENT_DATA_OPEN found so far."""
     from ..kernels import structure as st
 
     for events in reversed(event_blocks):
