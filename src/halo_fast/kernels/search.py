@@ -4,9 +4,9 @@ Pass 1 of the JSON decoder (formats.json_scan) steps over each attention data ar
 by looking for its closing bracket, and that search is most of pass 1's time.
 ``find_byte_split`` cuts the span into one part per thread; each part is searched
 128 bytes at a time, four 32-byte vector compares whose results become one bit mask
-(LLVM's ``icmp`` on ``<32 x i8>`` bitcast to ``i32``: ``pcmpeqb``/``pmovmskb`` with
-SSE2, one ``vpcmpeqb`` with AVX2 or AVX-512, NEON on aarch64), and the first set
-bit is the answer. The first part that holds the byte gives it, so the result is
+(LLVM's ``icmp`` on ``<32 x i8>`` bitcast to ``i32``: two ``pcmpeqb``/``pmovmskb``
+with SSE2 only, one ``vpcmpeqb`` with AVX-512, as the generated code shows; other
+targets lower the same IR their own way), and the first set bit is the answer. The first part that holds the byte gives it, so the result is
 the first position in the whole span, as a serial search would give.
 
 The vectors are plain LLVM IR, with no instruction set named: LLVM lowers them for
