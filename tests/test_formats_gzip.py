@@ -23,6 +23,7 @@ import halo_fast
 from formats_common import SYNTH, assert_same_capture, assert_same_reduced
 from halo_fast.formats.base import SourceOptions
 from halo_fast.formats.detect import detect
+from halo_fast.formats.gzip_stream import TextWindow
 from halo_fast.formats.json_gz import GzipJson
 from halo_fast.formats.json_single import ScannedJson
 from halo_fast.synth import write_capture
@@ -95,6 +96,36 @@ def test_chunks_split_strings_escapes_and_keys(scratch, style, chunk):
 def test_big_document_any_chunk_threaded_or_not(scratch, chunk, threaded):
     path = scratch(big_doc(seed=3), "indent2", random.Random(2))
     assert_capture_matches(load_gz(gzipped(path), chunk, threaded), read(path), f"chunk={chunk}")
+
+
+def test_window_resizes_while_a_view_of_it_is_alive():
+    """A view left alive (numba keeps a kernel's first-call arguments until the next garbage
+    collection) must not stop the window: the resize happens on a copy, the view keeps the old bytes."""
+    window = TextWindow()
+    window.append(b"0123456789")
+    stale = np.frombuffer(window.buffer, dtype=np.uint8)
+    window.append(b"abc")
+    assert bytes(window.buffer) == b"0123456789abc" and window.end == 13
+    stale = np.frombuffer(window.buffer, dtype=np.uint8)
+    assert window.drop_before(4) == 4
+    assert bytes(window.buffer) == b"456789abc" and window.base == 4
+    assert bytes(window.view(6, 9)) == b"678"
+    assert bytes(stale) == b"0123456789abc"
+
+
+def test_loads_while_every_window_has_a_view_alive(scratch, monkeypatch):
+    """The whole reader with a view of its window held across every append: the capture is the plain file's."""
+    held = []
+
+    def append_and_hold(self, block):
+        original_append(self, block)
+        held.append(np.frombuffer(self.buffer, dtype=np.uint8))
+
+    original_append = TextWindow.append
+    monkeypatch.setattr(TextWindow, "append", append_and_hold)
+    path = scratch(big_doc(seed=3), "indent2", random.Random(2))
+    assert_capture_matches(load_gz(gzipped(path), 1000), read(path), "a view held")
+    assert len(held) > 10
 
 
 def test_concatenated_members_and_zero_padding(scratch):

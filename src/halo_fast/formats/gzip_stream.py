@@ -176,7 +176,15 @@ def _ahead(blocks, depth: int):
 
 
 class TextWindow:
-    """The tail of a stream still needed: ``buffer`` holds stream bytes from ``base`` on."""
+    """The tail of a stream still needed: ``buffer`` holds stream bytes from ``base`` on.
+
+    The buffer grows and shrinks in place, which a bytearray refuses while any view of
+    it is alive. Callers release theirs, but the first call of a numba kernel compiles
+    it, and numba keeps the arguments of that call (a view of this buffer among them)
+    in frames held by an exception it caught, until Python's cyclic garbage collector
+    runs. So a refused resize is done on a copy: the stale view keeps the old bytes,
+    never the new ones.
+    """
 
     def __init__(self):
         self.buffer = bytearray()
@@ -187,7 +195,10 @@ class TextWindow:
         return self.base + len(self.buffer)
 
     def append(self, block: bytes) -> None:
-        self.buffer += block
+        try:
+            self.buffer += block
+        except BufferError:  # a view is still alive (see the class): grow a copy
+            self.buffer = self.buffer + block
 
     def view(self, start: int, stop: int) -> memoryview:
         """Stream bytes [start, stop) without a copy (release the view before the next append)."""
@@ -197,7 +208,10 @@ class TextWindow:
         """Forget bytes before stream ``offset``; returns how many were dropped."""
         count = min(max(offset - self.base, 0), len(self.buffer))
         if count:
-            del self.buffer[:count]
+            try:
+                del self.buffer[:count]
+            except BufferError:  # a view is still alive (see the class): keep a copy of the rest
+                self.buffer = self.buffer[count:]
             self.base += count
         return count
 
