@@ -545,3 +545,111 @@ def test_numbers_through_load(scratch, chunks, style, seed):
     for i, chunk in enumerate(chunks):
         expected = reference_array(json.loads("[" + ",".join(chunk) + "]"))
         assert same_bits(cap.attention(i).ravel(), expected), chunk
+
+
+# --------------------------------------------------------------------------- float32_shortcut: one multiply, checked
+
+
+def shortcut_twin(w: int, q: int) -> tuple[bool, float]:
+    """float32_shortcut in plain Python: the same multiply and the same checks on the product's bits."""
+    import struct
+
+    from halo_fast.kernels import floats
+
+    if q < floats.SHORTCUT_MIN_Q or q > floats.SHORTCUT_MAX_Q or w >= 2**63:
+        return False, float("nan")
+    value = float(w) * float(floats.POW10_NEAREST[q - floats.SHORTCUT_MIN_Q])
+    (pattern,) = struct.unpack("<Q", struct.pack("<d", value))
+    exponent = pattern >> 52
+    if not floats.SHORTCUT_MIN_EXPONENT <= exponent <= floats.SHORTCUT_MAX_EXPONENT:
+        return False, float("nan")
+    if abs((pattern & (2**29 - 1)) - 2**28) <= floats.SHORTCUT_MARGIN:
+        return False, float("nan")
+    return True, float(np.float32(value))
+
+
+def exact_float32(w: int, q: int) -> np.float32:
+    """What json.loads + float32 give for w * 10**q: Python's float() of a Fraction is correctly rounded."""
+    return np.float32(float(Fraction(w) * Fraction(10) ** q))
+
+
+def assert_shortcut(w: int, q: int) -> bool:
+    """The kernel equals its twin (decision and bits), and where it answers, the exact float32; returns ok."""
+    from halo_fast.kernels.floats import float32_shortcut
+
+    ok, value = float32_shortcut(np.uint64(w), q)
+    twin_ok, twin_value = shortcut_twin(w, q)
+    assert ok == twin_ok, (w, q)
+    if ok:
+        assert bits(value) == bits(np.float32(twin_value)), (w, q)
+        assert bits(value) == bits(exact_float32(w, q)), (w, q)
+    return ok
+
+
+def test_pow10_nearest_is_correctly_rounded():
+    from halo_fast.kernels import floats
+
+    for i, q in enumerate(range(floats.SHORTCUT_MIN_Q, floats.SHORTCUT_MAX_Q + 1)):
+        table = Fraction(float(floats.POW10_NEAREST[i]))
+        exact = Fraction(10) ** q
+        assert abs(table - exact) <= abs(Fraction(float(np.nextafter(float(table), np.inf))) - table) / 2, q
+
+
+def _doubles_around_float32_midpoints(rng: random.Random, n: int, spread: int) -> list[float]:
+    """Doubles at and within ``spread`` ulps of the midpoint between two float32 neighbours."""
+    out = []
+    for _ in range(n):
+        x = np.float32(rng.uniform(1, 2)) * np.float32(2.0) ** rng.randint(-120, 120)
+        low, high = _f32_neighbours(x)
+        middle = float((low + high) / 2)  # exact: 25 significant bits
+        out.append(middle)
+        for k in range(1, spread + 1):
+            out += [middle + k * np.spacing(middle), middle - k * np.spacing(middle)]
+    return out
+
+
+def test_shortcut_declines_next_to_float32_midpoints_and_is_exact_elsewhere():
+    """19-, 18- and 17-digit decimals of doubles at and around float32 midpoints: the kernel declines
+    where the product may lie on the other side of one, and every number parses to the reference."""
+    rng = random.Random(7)
+    declined = answered = 0
+    for double in _doubles_around_float32_midpoints(rng, 150, 40):
+        for digits in (19, 18, 17):
+            text = f"{double:.{digits - 1}e}"
+            mantissa, exponent = text.split("e")
+            w = int(mantissa.replace(".", ""))
+            q = int(exponent) - (digits - 1)
+            if assert_shortcut(w, q):
+                answered += 1
+            else:
+                declined += 1
+            assert_same(text, kernel_number(text), expected_number(text))
+    assert declined > 1000 and answered > 1000, (declined, answered)
+
+
+def test_shortcut_bounds():
+    """Outside its table, at or past 2**63, and outside the float32 normals it declines; just inside, it answers."""
+    from halo_fast.kernels import floats
+
+    for w, q in [(1, floats.SHORTCUT_MIN_Q - 1), (1, floats.SHORTCUT_MAX_Q + 1), (2**63, -20), (2**64 - 1, -30)]:
+        assert not assert_shortcut(w, q)
+    assert not assert_shortcut(1234567890123456789, -18 - 38 - 1)  # 1.2e-38: at the float32 normal boundary
+    assert not assert_shortcut(3402823466385288598, 38 - 18)  # 3.4e38: past the exponent kept
+    assert assert_shortcut(1234567890123456789, -18 - 30)  # 1.2e-30
+    assert assert_shortcut(2**63 - 1, -18)
+
+
+@settings(max_examples=examples(2000))
+@given(st.integers(1, 2**64 - 1), st.integers(-90, 30))
+def test_shortcut_matches_twin_and_exact(w, q):
+    assert_shortcut(w, q)
+
+
+@settings(max_examples=examples(500))
+@given(st.floats(min_value=1e-37, max_value=1e37), st.integers(16, 19))
+def test_shortcut_on_js_like_numbers(x, digits):
+    """Doubles written with 16-19 significant digits, as JS and Python write attention values."""
+    text = f"{x:.{digits - 1}e}"
+    mantissa, exponent = text.split("e")
+    assert_shortcut(int(mantissa.replace(".", "")), int(exponent) - (digits - 1))
+    assert_same(text, kernel_number(text), expected_number(text))

@@ -6,6 +6,10 @@ the double to the nearest float32 (what numpy does). So every number goes throug
 a correctly rounded double:
 
 * Clinger's fast path when the digits fit in 53 bits and the power of ten is exact;
+* otherwise, since only the float32 is kept, one multiply by the nearest double of
+  the power of ten (``float32_shortcut``): within a few double ulps of the exact
+  double, so it gives the same float32 unless it lies next to the midpoint between
+  two float32 values, which is checked;
 * otherwise the Eisel-Lemire algorithm (128-bit truncated powers of five);
 * numbers it cannot settle (more significant digits than a uint64 holds, integers
   above 2**53, or the rare ambiguous Eisel-Lemire product) are reported as "hard" and
@@ -51,6 +55,18 @@ MAX_CLINGER_MANTISSA = np.uint64(1 << 53)
 # numbers float64 writers mostly print then all take Eisel-Lemire, a predictable
 # branch instead of a coin flip on which side of 2**53 each one falls.
 MAX_CLINGER_PREFERRED = np.uint64(10**15)
+# float32_shortcut: the nearest double of 10**q for SHORTCUT_MIN_Q <= q <= SHORTCUT_MAX_Q (Python's
+# float() of a decimal literal is correctly rounded), and how near the float32 midpoint it declines
+SHORTCUT_MIN_Q = -80
+SHORTCUT_MAX_Q = 22
+POW10_NEAREST = np.array([float(f"1e{q}") for q in range(SHORTCUT_MIN_Q, SHORTCUT_MAX_Q + 1)], dtype=np.float64)
+SHORTCUT_MARGIN = 16  # doubles either side of a float32 midpoint (the product is within 7 of the exact double)
+BELOW_FLOAT32 = np.uint64(29)  # a double's mantissa bits below a float32's
+BELOW_FLOAT32_MASK = np.uint64((1 << 29) - 1)
+FLOAT32_MIDPOINT = 1 << 28  # those bits at the midpoint between two float32 values
+SHORTCUT_MIN_EXPONENT = 1023 - 125  # biased double exponents whose values are float32 normals, with room
+SHORTCUT_MAX_EXPONENT = 1023 + 126
+I64_LIMIT = np.uint64(1 << 63)
 MAX_BEFORE_DIGIT = np.uint64(10**18)  # w * 10 + d still exact in a uint64
 U100000000 = np.uint64(10**8)
 POW10_U64 = np.array([10**i for i in range(9)], dtype=np.uint64)
@@ -93,6 +109,44 @@ def _mul_64x64(typingctx, a, b):
         return context.make_tuple(builder, sig.return_type, (high, low))
 
     return signature, codegen
+
+
+@intrinsic
+def _bits_of_double(typingctx, x):
+    """The IEEE-754 bits of a float64, as a uint64 (a register move)."""
+    if x != types.float64:
+        return None
+    signature = types.uint64(types.float64)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return signature, codegen
+
+
+@kernel(inline="always")
+def float32_shortcut(w, q):
+    """float32 of the double nearest to w * 10**q (w uint64 > 0), by one multiply: returns (ok, value).
+
+    The product of float64(w) and the nearest double of 10**q carries three roundings,
+    each of at most half a double ulp (relative 2**-53), so it lies within 2.5 ulps of
+    w * 10**q: counted in doubles, within 7 of the correctly rounded one, even where the
+    two lie on either side of a power of two (ulps half as large below). A float32 changes only
+    where a double crosses the midpoint between two float32 values (low 29 mantissa
+    bits 0x10000000): if no double within SHORTCUT_MARGIN ulps of the product is one,
+    the exact double rounds to the same float32. ok is False otherwise (about one
+    number in 2**24), and outside the float32 normal range: Eisel-Lemire decides those.
+    """
+    if q < SHORTCUT_MIN_Q or q > SHORTCUT_MAX_Q or w >= I64_LIMIT:
+        return False, NAN32
+    value = np.float64(np.int64(w)) * POW10_NEAREST[q - SHORTCUT_MIN_Q]
+    bits = _bits_of_double(value)
+    exponent = np.int64(bits >> U52)
+    if exponent < SHORTCUT_MIN_EXPONENT or exponent > SHORTCUT_MAX_EXPONENT:
+        return False, NAN32
+    if abs(np.int64(bits & BELOW_FLOAT32_MASK) - FLOAT32_MIDPOINT) <= SHORTCUT_MARGIN:
+        return False, NAN32
+    return True, np.float32(value)
 
 
 @kernel(inline="always")  # a call spilled the parser's registers
@@ -396,6 +450,9 @@ def parse_number(buf, p, end):
         else:
             value = value / POW10_EXACT[-exponent]
     else:
+        near, single = float32_shortcut(w, exponent)
+        if near:
+            return -single if negative else single, p, OK
         ok, value = eisel_lemire(w, exponent)
         if not ok:
             return NAN32, p, HARD
