@@ -653,3 +653,20 @@ def test_shortcut_on_js_like_numbers(x, digits):
     mantissa, exponent = text.split("e")
     assert_shortcut(int(mantissa.replace(".", "")), int(exponent) - (digits - 1))
     assert_same(text, kernel_number(text), expected_number(text))
+
+
+@settings(max_examples=examples(2000))
+@given(st.integers(1, 2**64 - 1), st.integers(-360, 320))
+def test_eisel_lemire_alone_is_exact(w, q):
+    """Eisel-Lemire, which now sees only what float32_shortcut declines, on its own: the correctly
+    rounded double of w * 10**q whenever it answers, over its whole range of powers."""
+    from halo_fast.kernels.floats import eisel_lemire
+
+    ok, value = eisel_lemire(np.uint64(w), q)
+    if ok:
+        exact = Fraction(w) * Fraction(10) ** q
+        try:
+            expected = float(exact)
+        except OverflowError:  # beyond the largest double's rounding range
+            expected = float("inf")
+        assert value == expected, (w, q, value, expected)

@@ -61,8 +61,7 @@ SHORTCUT_MIN_Q = -80
 SHORTCUT_MAX_Q = 22
 POW10_NEAREST = np.array([float(f"1e{q}") for q in range(SHORTCUT_MIN_Q, SHORTCUT_MAX_Q + 1)], dtype=np.float64)
 SHORTCUT_MARGIN = 16  # doubles either side of a float32 midpoint (the product is within 7 of the exact double)
-BELOW_FLOAT32 = np.uint64(29)  # a double's mantissa bits below a float32's
-BELOW_FLOAT32_MASK = np.uint64((1 << 29) - 1)
+BELOW_FLOAT32_MASK = np.uint64((1 << 29) - 1)  # a double's 29 mantissa bits below a float32's
 FLOAT32_MIDPOINT = 1 << 28  # those bits at the midpoint between two float32 values
 SHORTCUT_MIN_EXPONENT = 1023 - 125  # biased double exponents whose values are float32 normals, with room
 SHORTCUT_MAX_EXPONENT = 1023 + 126
