@@ -180,7 +180,7 @@ from numba import prange
 from halo_fast.kernels.jit import kernel
 
 
-@kernel()
+@kernel(nrt=True)  # it allocates: numba's runtime
 def scaled(x, factor):
     out = np.empty_like(x)
     for i in range(x.shape[0]):
@@ -188,7 +188,7 @@ def scaled(x, factor):
     return out
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, nrt=True)  # a prange reduction: numba allocates its per-thread partial sums
 def total(x):
     s = 0.0
     for i in prange(x.shape[0]):
@@ -240,20 +240,78 @@ path = sys.argv[1]
 if sys.argv[2] == "write":
     write_capture(path, layers=2, heads=2, prompt=8, tokens=5, seed=0)
 red = halo_fast.reduce(path)
-print(red.data.shape[0], "numba.np.arrayobj" in sys.modules)
+cap = halo_fast.load(path)
+
+from numba.core.runtime import rtsys
+
+print(red.data.shape[0], len(cap.tokens), "numba.np.arrayobj" in sys.modules, rtsys._init)
 """
 
 
 @pytest.mark.slow  # compiles in a fresh cache first
-def test_a_cached_reduce_does_not_import_numbas_array_library(tmp_path):
+def test_a_cached_reduce_loads_neither_numbas_array_library_nor_its_runtime(tmp_path):
     """Loading the decoder's kernels from the cache needs none of numba's array code (0.04 s to import):
-    no kernel of pass 1 or pass 2 allocates an array (kernels.structure.find_structural)."""
+    no kernel of pass 1 or pass 2 allocates an array (kernels.structure.find_structural). Nor do they
+    call numba's runtime (compiled by LLVM in each process that starts it: 0.03 s): they are built
+    with ``_nrt=False`` (kernels.jit), and loading them does not start it."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     path = str(tmp_path / "capture.json")
     run = [sys.executable, "-c", SMALL_REDUCE_SCRIPT, path]
     subprocess.run(run + ["write"], env=env, capture_output=True, text=True, check=True)  # compiles
     again = subprocess.run(run + ["again"], env=env, capture_output=True, text=True, check=True)
-    assert again.stdout.split() == ["4", "False"]
+    assert again.stdout.split() == ["4", "5", "False", "False"]
+
+
+RUNTIME_MODULE = """
+import os
+
+import numpy as np
+
+from halo_fast.kernels.jit import kernel
+
+
+@kernel(nrt=os.environ["USES_NRT"] == "1")
+def doubled_sum(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += 2.0 * x[i]
+    return s
+"""
+
+RUNTIME_SCRIPT = """
+import numpy as np
+from numba.core.runtime import rtsys
+
+import runtime_kernels as k
+
+print(k.doubled_sum(np.arange(10.0)), sum(k.doubled_sum.stats.cache_hits.values()), rtsys._init)
+"""
+
+
+@pytest.mark.slow  # compiles in fresh processes
+def test_code_cached_with_numbas_runtime_is_never_loaded_without_it(tmp_path):
+    """Whether a kernel uses numba's runtime is part of its cache key (``QuickLoadCache._index_key``):
+    code compiled to call the runtime, loaded where the runtime is not started, would crash. numba's
+    own key does not see the option (same source, same signature), so a kernel whose ``nrt``
+    changed would otherwise load the other build."""
+    (tmp_path / "runtime_kernels.py").write_text(RUNTIME_MODULE)
+    base = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    def run(uses_nrt: str) -> list[str]:
+        env = {**base, "USES_NRT": uses_nrt}
+        done = subprocess.run([sys.executable, "-c", RUNTIME_SCRIPT], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run("1") == ["90.0", "0", "True"]  # compiled with the runtime, saved
+    assert run("1") == ["90.0", "1", "True"]  # loaded: the runtime started first
+    assert run("0") == ["90.0", "0", "True"]  # not the runtime's build: compiled again (compiling starts it)
+    assert run("0") == ["90.0", "1", "False"]  # its own entry, loaded; the runtime never started
+    assert run("1") == ["90.0", "1", "True"]  # the first entry is still there
 
 
 OTHER_CPU_SCRIPT = """

@@ -154,7 +154,7 @@ def evictable(ctx, ctx_prev, sinks, recent, protect_new):
     return max(sinks, 0), max(hi, 0)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, nrt=True)  # per-step scratch arrays and a sort
 def evict_step(
     ctx,
     ctx_prev,

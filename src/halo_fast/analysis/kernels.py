@@ -351,7 +351,7 @@ def cumulative_scores(data, ctx, decay_rate, boost, mode, min_distance, scale, f
         out_peak[i] = peak
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, nrt=True)  # a per-thread scratch array
 def sweep_cumulative(data, ctx, decay_rates, boosts, modes, min_distances, scales, floor, out_final, out_peak):
     """The cumulative score of positions ``0..N-1`` for every grid point ``g`` (outputs ``[G, N]``), in parallel
     across grid points."""

@@ -7,9 +7,18 @@ division by zero gives inf/NaN as numpy does, instead of an exception check).
 Loading a cached kernel, numba first refreshes its whole target context -- installs
 the typing and lowering registries of every numba feature -- although loading
 compiled code needs none of them: that was 0.15-0.3 s of each short command's run.
-``QuickLoadCache`` loads without it, starting only numba's runtime (which the loaded
-code calls). Compiling is unchanged: numba's compiler refreshes the context itself
-whenever the cache misses.
+``QuickLoadCache`` loads without it. Compiling is unchanged: numba's compiler
+refreshes the context itself whenever the cache misses.
+
+Kernels are compiled without numba's runtime (``_nrt=False``: no reference counts on
+the arrays they are given, no allocation) unless they ask for it, since few allocate (no
+decoder kernel does; two analysis kernels' scratch arrays do): the runtime itself is
+compiled by LLVM in every process that starts it (27 ms), which a command whose kernels
+do not call it is spared. A kernel that needs it (one that allocates, returns a new array,
+or sums into a variable across a ``prange``: numba allocates the per-thread partial sums)
+says ``kernel(nrt=True)``, and loading it starts the runtime first; without it, numba
+refuses to compile such a kernel. Whether a kernel uses the runtime is part of its cache key
+(``QuickLoadCache._index_key``): code cached with the other setting is never loaded.
 
 For the kernels defined in this folder, ``QuickLoadCache`` also runs the cross-file
 freshness check of ``cache.py`` (``drop_stale_cache_once``): lazily, once per process,
@@ -40,6 +49,7 @@ class QuickLoadCache(FunctionCache):
     """
 
     sources: Path | None = None
+    uses_nrt = True  # whether the kernel's code calls numba's runtime (set by ``kernel``)
 
     def _check_sources(self) -> None:
         if self.sources is not None:
@@ -48,9 +58,10 @@ class QuickLoadCache(FunctionCache):
     def load_overload(self, sig, target_context):
         # numba calls this before compiling any signature, so the check precedes every load and save
         self._check_sources()
-        from numba.core.runtime import rtsys
+        if self.uses_nrt:
+            from numba.core.runtime import rtsys
 
-        rtsys.initialize(target_context)
+            rtsys.initialize(target_context)
         with self._guard_against_spurious_io_errors():
             return self._load_overload(sig, target_context)
 
@@ -58,14 +69,19 @@ class QuickLoadCache(FunctionCache):
         self._check_sources()
         super().save_overload(sig, data)
 
+    def _index_key(self, sig, codegen):
+        return (*super()._index_key(sig, codegen), ("nrt", self.uses_nrt))
 
-def kernel(**options):
-    """Decorator: ``njit(cache=True, nogil=True, error_model="numpy", **options)`` with QuickLoadCache."""
+
+def kernel(*, nrt: bool = False, **options):
+    """Decorator: ``njit(cache=True, nogil=True, error_model="numpy", _nrt=nrt, **options)`` with
+    QuickLoadCache. ``nrt=True`` for a kernel that allocates or returns a new array."""
 
     def decorate(function):
-        dispatcher = njit(cache=True, nogil=True, error_model="numpy", **options)(function)
+        dispatcher = njit(cache=True, nogil=True, error_model="numpy", _nrt=nrt, **options)(function)
         if isinstance(getattr(dispatcher, "_cache", None), FunctionCache):  # not under NUMBA_DISABLE_JIT=1
             cache = QuickLoadCache(dispatcher.py_func)
+            cache.uses_nrt = nrt
             if Path(function.__code__.co_filename).parent == FOLDER:
                 cache.sources = FOLDER
             dispatcher._cache = cache
