@@ -390,3 +390,55 @@ def test_a_command_builds_only_its_own_parser(capture, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.stdout.split("\n")[-2] == "0 ['halo_fast.cli.reduce_cmd'] False", out.stderr
+
+
+SETTLE_SCRIPT = """
+import gc, sys
+from halo_fast.cli import main as cli
+
+seen = {}
+settle = cli.settle_start
+
+
+def spy(runs_kernels):
+    seen["paused"] = not gc.isenabled()
+    settle(runs_kernels)
+    seen["numba"] = "numba" in sys.modules
+    seen["frozen"] = gc.get_freeze_count()
+    seen["enabled"] = gc.isenabled()
+
+
+cli.settle_start = spy
+gc.disable()  # as __main__ does
+code = cli.main(sys.argv[1:], own_process=True)
+print(code, seen["paused"], seen["numba"], seen["frozen"] > 10000, seen["enabled"], gc.isenabled())
+"""
+
+
+@pytest.mark.parametrize("command, numba", [("reduce", True), ("synth", False)])
+def test_the_command_line_collects_no_garbage_while_it_starts(command, numba, capture, tmp_path):
+    """``python -m halo_fast`` pauses the cyclic collector until its imports are done, then freezes
+    what they loaded (numba's objects among them, for a command that runs kernels) and turns the
+    collector back on before the command's work starts."""
+    argv = [command, str(capture), "-o", str(tmp_path / "r.h5")] if command == "reduce" else None
+    argv = argv or [command, str(tmp_path / "s.json"), "--tokens", "3", "--layers", "1", "--heads", "1"]
+    out = subprocess.run([sys.executable, "-c", SETTLE_SCRIPT, *argv], capture_output=True, text=True, timeout=300)
+    last_line = out.stdout.strip().split("\n")[-1]  # after the command's own output
+    assert last_line.split() == ["0", "True", str(numba), "True", "True", "True"], out.stderr
+
+
+def test_main_in_a_callers_process_leaves_its_garbage_collector_alone(capture, tmp_path):
+    """Only ``python -m halo_fast`` owns its process: ``main`` called from other code (a test, a tool)
+    freezes nothing and leaves the collector as it was."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert main(["reduce", str(capture), "-o", str(tmp_path / "r.h5")]) == 0
+    assert gc.get_freeze_count() == frozen and gc.isenabled()
+    out = subprocess.run(
+        [sys.executable, "-m", "halo_fast", "reduce", str(capture), "-o", str(tmp_path / "m.h5"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and json.loads(out.stdout)["tokens"] > 0, out.stderr
