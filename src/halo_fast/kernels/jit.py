@@ -13,7 +13,7 @@ refreshes the context itself whenever the cache misses.
 Kernels are compiled without numba's runtime (``_nrt=False``: no reference counts on
 the arrays they are given, no allocation) unless they ask for it, since few allocate (no
 decoder kernel does; two analysis kernels' scratch arrays do): the runtime itself is
-compiled by LLVM in every process that starts it (27 ms), which a command whose kernels
+compiled by LLVM in every process that starts it (about 0.03 s), which a command whose kernels
 do not call it is spared. A kernel that needs it (one that allocates, returns a new array,
 or sums into a variable across a ``prange``: numba allocates the per-thread partial sums)
 says ``kernel(nrt=True)``, and loading it starts the runtime first; without it, numba
