@@ -1,7 +1,8 @@
 """Reduce folded during pass 1 (formats.json_ahead) against the plain two-pass route, bit for bit.
 
-``halo_fast.reduce`` of a mapped single JSON larger than the page cache goes through json_ahead;
-here every file does (``fold_ahead_for_every_size``), the same call with the ahead route
+``halo_fast.reduce`` of a single JSON larger than the page cache goes through json_ahead, reading
+the file once (formats.streamed); here every file does (``fold_ahead_for_every_size``: with
+O_DIRECT, through the page cache, and over the map), the same call with the ahead route
 switched off is the reference, and a spy on the plain pass 2 (``json_values.reduce_attention``)
 shows which tokens the guesses did not settle.
 """
@@ -22,15 +23,31 @@ import halo_fast.formats.json_single as json_single
 import halo_fast.formats.json_values as json_values
 from builders import capture_doc
 from halo_fast.formats.json_single import ScannedJson
+from halo_fast.formats.streamed import StreamedFile
 
 OPS = ["mean", "max", "min", "sum", "nanmean", "mean_f32", "mean_js"]
 OVERS = [("layers", "heads"), ("layers",), ("heads",)]
 
 
-@pytest.fixture(autouse=True)
-def fold_ahead_for_every_size():
-    """The ahead route is taken for files larger than the page cache; these small ones take it too."""
-    with mock.patch("halo_fast.formats.json_single.outgrows_page_cache", lambda size: True):
+READS = {
+    # the file read once into a ring of 4 KB chunks (many chunks even in a small file), past the page cache
+    "direct": lambda path: StreamedFile(path, chunk_bytes=4096, ahead_chunks=2),
+    # the same through the page cache (where O_DIRECT is refused)
+    "buffered": lambda path: StreamedFile(path, chunk_bytes=4096, ahead_chunks=2, direct=False),
+    "map": None,  # no streamed reading on this system: pass 1 walks the map
+}
+
+
+@pytest.fixture(autouse=True, params=sorted(READS))
+def fold_ahead_for_every_size(request):
+    """The ahead route is taken for files larger than the page cache; these small ones take it too,
+    reading the file each way the route can."""
+    read = READS[request.param]
+    with (
+        mock.patch("halo_fast.formats.json_single.outgrows_page_cache", lambda size: True),
+        mock.patch("halo_fast.formats.streamed.supported", lambda: read is not None),
+        mock.patch("halo_fast.formats.json_single.StreamedFile", read),
+    ):
         yield
 
 
@@ -255,3 +272,37 @@ def test_memchr_search_equals_mmap_find(scratch, text, start, needle):
 
     with MappedFile(scratch(text)) as mapped:
         assert mapped.find_byte_without_gil(needle, start) == mapped.find(needle, start)
+
+
+def test_keys_across_a_chunk_handed_back_are_still_read(tmp_path):
+    """A key's text ("attention", "data") cut by the end of a read chunk while pass 1 hands back what is
+    behind it: the walker reads the key's first bytes when it meets the colon after it, so they must still
+    be there. Every shift of the keys against the 4 KB chunks, windows of 64 bytes (a release at almost
+    every step), against the plain route."""
+    rng = np.random.default_rng(11)
+    tensors = [rng.random((2, 3, 20 + i)).astype(np.float32) for i in range(8)]
+    for pad in range(0, 48):
+        path = tmp_path / f"pad{pad}.json"
+        path.write_text(json.dumps(capture_doc(tensors, texts={0: " " + "x" * pad})))
+        ahead, plain, calls = both_routes(str(path), window_bytes=64)
+        assert_same(ahead, plain)
+        assert calls == []
+
+
+@pytest.mark.parametrize("quote_at", [4095, 4094, 4096, 8191])
+def test_a_key_cut_by_a_chunk_handed_back_is_still_read(tmp_path, quote_at):
+    """The "generated_tokens" key ends right at the end of a read chunk (4 KB here) and of pass 1's first
+    probe, and its colon starts the next: pass 1 hands back what it has walked (no token is open yet), but
+    the walker reads the key's text when it meets the colon, so those bytes must still be there."""
+    rng = np.random.default_rng(12)
+    doc = capture_doc([rng.random((2, 2, 5 + i)).astype(np.float32) for i in range(4)])
+    text = json.dumps(doc)
+    shift = quote_at - (text.index('"generated_tokens"') + len('"generated_tokens"') - 1)
+    doc["metadata"]["padding"] = "x" * (shift - len(', "padding": ""'))
+    text = json.dumps(doc)
+    assert text.index('"generated_tokens":') + len('"generated_tokens"') - 1 == quote_at
+    path = tmp_path / "cut_key.json"
+    path.write_text(text)
+    ahead, plain, calls = both_routes(str(path), window_bytes=64)
+    assert_same(ahead, plain)
+    assert calls == []

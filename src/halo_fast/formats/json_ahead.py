@@ -19,9 +19,14 @@ Where an array holds something the plain pass reports as an error, everything fo
 ahead is dropped and the plain pass runs in full, so the error raised is its own.
 
 The folds run on a thread of their own (the kernels release the GIL), so pass 1 walks
-the next window -- on a file being read from disk, mostly waiting for its pages --
+the next window -- on a file being read from disk, mostly waiting for its bytes --
 while the last one is parsed. At most IN_FLIGHT windows wait or fold at once: their
-pages stay mapped until folded, so that bounds the memory.
+bytes stay resident until folded, so that bounds the memory.
+
+``json_single`` hands this route a ``streamed.StreamedFile``: the file read once with
+O_DIRECT into a small ring of reused memory, which costs far less CPU than mapping a
+file larger than the page cache (the kernel then reclaims a page of cache for every
+page it reads). Where that is not available, a ``MappedFile``: both give file positions.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from .mapped import MappedFile, mem_available_bytes
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .streamed import StreamedFile
 
 FIELD_BYTES = 1 << 16  # a token's bytes outside its data array beyond this: not guessed, left to pass 2
 SHAPE_FIELD = re.compile(rb'"shape"\s*:\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]')
@@ -79,7 +86,7 @@ class _Folded:
 class ReduceAhead:
     """Fed pass 1's events in file order (``feed``); folds complete tokens a window at a time."""
 
-    def __init__(self, mapped: MappedFile, request: ReduceRequest, window_bytes: int):
+    def __init__(self, mapped: MappedFile | StreamedFile, request: ReduceRequest, window_bytes: int):
         import numba
 
         self.mapped = mapped

@@ -25,6 +25,7 @@ from .mapped import MappedFile
 
 if TYPE_CHECKING:
     from .json_ahead import ReduceAhead
+    from .streamed import StreamedFile
 
 
 @dataclass
@@ -155,7 +156,7 @@ def check_data_content(mapped: MappedFile, events: np.ndarray) -> None:
 
 
 def scan_structure(
-    mapped: MappedFile,
+    mapped: MappedFile | StreamedFile,
     window_bytes: int,
     progress: bool = False,
     probe_bytes: int = 1 << 12,  # a token's own fields and the start of its data array
@@ -168,7 +169,9 @@ def scan_structure(
     is open); when a probe ends inside an attention data array, ClosingBrackets finds
     its closing bracket (memchr when ``ahead`` folds tokens from a file read from disk).
     Pages are released every ``window_bytes``, but not those of tokens ``ahead``
-    (json_ahead) still has to fold: it is fed the events as they are found.
+    (json_ahead) still has to fold: it is fed the events as they are found. ``mapped`` may
+    be a ``streamed.StreamedFile`` (the ahead route's file read once from disk): each probe
+    first ``ensure``s its bytes are read.
     """
     from ..kernels import structure as st
 
@@ -185,6 +188,7 @@ def scan_structure(
     with progress_bar(size, progress, "scan") as bar:
         while position < size and state[st.S_ERROR] == st.WALK_OK:
             stop = min(position + probe, size)
+            mapped.ensure(stop)
             positions = st.find_structural(buf, position, stop)
             events = np.empty((positions.shape[0] + 1, 3), dtype=np.int64)
             n = st.walk_structure(buf, positions, state, kinds, roles, events)
@@ -214,7 +218,8 @@ def scan_structure(
                 probe = probe_bytes
             if position - released >= window_bytes:
                 held = ahead.held_from() if ahead is not None else None
-                upto = position if held is None else max(released, min(position, held))
+                upto = min(position, _walker_reads_from(state, position))
+                upto = max(released, upto if held is None else min(upto, held))
                 mapped.release(released, upto)
                 released = upto
     truncated = state[st.S_DEPTH] != 0 or state[st.S_IN_STRING] or not state[st.S_CLOSED]
@@ -267,6 +272,17 @@ def scan_structure(
     layout.events = events
     layout.recovery = recovery
     return layout
+
+
+def _walker_reads_from(state: np.ndarray, position: int) -> int:
+    """The first byte the walker may still read: the last string's, while it is open or may be a key
+    whose colon is yet to come (the key is read then), else ``position``. A mapped file's pages come
+    back when read again; a ``StreamedFile``'s chunk handed back does not."""
+    from ..kernels import structure as st
+
+    if state[st.S_IN_STRING] or state[st.S_PREVIOUS] == state[st.S_STRING_END]:
+        return max(0, int(state[st.S_STRING_START]))
+    return position
 
 
 def _last_data_open(event_blocks: list) -> int:

@@ -10,17 +10,21 @@ into its slice in parallel, or folds it straight into a reduction.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..capture import Capture
 from ..errors import CaptureError
 from ..reduction import ReduceRequest
+from . import streamed
 from .base import CaptureSource, SourceOptions, check_document, prompt_table
 from .json_ahead import ReduceAhead, outgrows_page_cache
 from .json_scan import check_data_content, scan_structure
 from .json_skeleton import Skeleton, plan_tokens, token_table
 from .json_values import decode_attention, decode_one, decode_windows, reduce_attention
 from .mapped import MappedFile
+from .streamed import StreamedFile
 
 
 class ScannedJson(CaptureSource):
@@ -43,11 +47,12 @@ class ScannedJson(CaptureSource):
     def __enter__(self) -> ScannedJson:
         self.mapped.__enter__()
         try:
+            layout = None
             if self._request is not None and outgrows_page_cache(self.mapped.size):
-                self.ahead = ReduceAhead(self.mapped, self._request, self.window_bytes)
-            self.layout = scan_structure(
-                self.mapped, self.window_bytes, self.progress, recover=self.recover, ahead=self.ahead
-            )
+                layout = self._scan_folding_ahead()
+            if layout is None:
+                layout = scan_structure(self.mapped, self.window_bytes, self.progress, recover=self.recover)
+            self.layout = layout
             self.recovery = _public(self.layout.recovery)
             try:
                 self.document = Skeleton(self.mapped, self.layout).parse()
@@ -66,6 +71,25 @@ class ScannedJson(CaptureSource):
             self.mapped.__exit__(None, None, None)
             raise
         return self
+
+    def _scan_folding_ahead(self):
+        """Pass 1 over the file read once from disk (``streamed``, or the map where that is not
+        available), folding each token as it passes (``json_ahead``). None if pass 1 finds an
+        error: then the plain pass 1 runs instead, over the map, and raises it, as without this
+        route (its messages read the bytes around the error, which the streamed file has handed back)."""
+        assert self._request is not None
+        source = StreamedFile(self.path) if streamed.supported() else None
+        scanned = self.mapped if source is None else source
+        with contextlib.ExitStack() as stack:
+            if source is not None:
+                stack.enter_context(source)
+            self.ahead = ReduceAhead(scanned, self._request, self.window_bytes)
+            stack.callback(self.ahead.close)  # its fold thread reads the file: done before it closes
+            try:
+                return scan_structure(scanned, self.window_bytes, self.progress, recover=self.recover, ahead=self.ahead)
+            except CaptureError:
+                self.ahead = None
+                return None
 
     def _close_ahead(self) -> None:
         if self.ahead is not None:

@@ -69,6 +69,9 @@ class MappedFile:
     def size(self) -> int:
         return self.bytes.shape[0]
 
+    def ensure(self, stop: int) -> None:
+        """Nothing: a mapped file's bytes are all there (``streamed.StreamedFile`` reads them first)."""
+
     def release(self, start: int, stop: int) -> None:
         """Drop the whole pages inside [start, stop) from this process's memory."""
         if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):

@@ -34,6 +34,9 @@ class BufferFile:
     def size(self) -> int:
         return len(self._buffer)
 
+    def ensure(self, stop: int) -> None:
+        pass  # all in memory
+
     def release(self, start: int, stop: int) -> None:
         pass
 
