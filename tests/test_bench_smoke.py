@@ -230,14 +230,15 @@ def test_repeated_capture_is_the_source_tokens_again_with_steps_running_on(tmp_p
 @pytest.mark.slow
 def test_large_section_on_a_small_stand_in(tmp_path):
     """The large section's rows and checks, on a capture of a few MB instead of one larger than memory (so
-    both halo_fast rows take the two passes here: the section is under test, not the route)."""
+    every halo_fast row takes the two passes here: the section is under test, not the route)."""
     from halo_fast.benchmark.runner import Config, Suite
 
     cfg = Config(size=2_000_000, sizes=[], repeat=1, data_dir=str(tmp_path), sections=("large",), large_bytes=5_000_000)
     large = Suite(cfg, log=lambda message: None).results().large
-    assert [row.contender for row in large.rows] == ["cat (floor)", "halo_fast reduce", "halo_fast reduce, two passes"]
+    names = ["cat (floor)", "halo_fast reduce", "halo_fast reduce, mapped", "halo_fast reduce, two passes"]
+    assert [row.contender for row in large.rows] == names
     assert all(row.ok for row in large.rows), [row.timing.note for row in large.rows]
-    assert [row.check for row in large.rows[1:]] == ["reference", "same bits"]
+    assert [row.check for row in large.rows[1:]] == ["reference", "same bits", "same bits"]
     assert large.rows[0].vs_floor == 1.0 and large.input["bytes"] >= 5_000_000
 
 

@@ -75,6 +75,15 @@ def halo_fast_reduce_two_passes(path):
     return halo_fast_reduce(path)
 
 
+def halo_fast_reduce_mapped(path):
+    """halo_fast.reduce folding during pass 1 over the memory map instead of the file read past the page cache
+    (formats.streamed): the route before it, which the large section compares it with."""
+    from halo_fast.formats import streamed
+
+    streamed.supported = lambda: False
+    return halo_fast_reduce(path)
+
+
 # --------------------------------------------------------------------------- the guide's way and drop-in parsers
 
 
@@ -237,6 +246,7 @@ FORMAT_CONTENDERS = {
     "h5py": h5py_rows,
     "h5py_values": h5py_values,
     "halo_fast_two_passes": halo_fast_reduce_two_passes,
+    "halo_fast_mapped": halo_fast_reduce_mapped,
 }
 #: the module each contender needs (a missing one is reported as skipped, not as a failure)
 REQUIRES = {
@@ -249,6 +259,7 @@ REQUIRES = {
     "h5py": "h5py",
     "h5py_values": "h5py",
     "halo_fast_two_passes": "halo_fast",
+    "halo_fast_mapped": "halo_fast",
 }
 #: imported before the in-process timer starts, so "in-process s" is the work (process time has both)
 PRELOAD = {
@@ -263,6 +274,7 @@ PRELOAD = {
     "h5py": ("numpy", "h5py"),
     "h5py_values": ("numpy", "h5py"),
     "halo_fast_two_passes": ("numpy", "numba", "halo_fast.formats.json_single", "halo_fast.reduction"),
+    "halo_fast_mapped": ("numpy", "numba", "halo_fast.formats.json_single", "halo_fast.reduction"),
 }
 #: halo_fast on other formats: what its job imports anyway (numba only where it parses text or folds)
 HALO_FAST_PRELOAD = {
@@ -286,6 +298,8 @@ DESCRIPTIONS = {
     "h5py_values": "plain h5py on a converted capture: f['values'][()] cut at f['offsets']",
     "gzip -dc": "floor for gzip inputs: gzip -dc FILE > /dev/null",
     "halo_fast_two_passes": "halo_fast.reduce with pass 2 after pass 1, the file read twice (large section)",
+    "halo_fast_mapped": "halo_fast.reduce folding during pass 1 over the memory map, not read past the page cache "
+    "(large section)",
     "convert": "python -m halo_fast convert CAPTURE.json -o OUT.h5 --compression none --force",
 }
 
