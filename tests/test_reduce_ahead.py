@@ -306,3 +306,17 @@ def test_a_key_cut_by_a_chunk_handed_back_is_still_read(tmp_path, quote_at):
     ahead, plain, calls = both_routes(str(path), window_bytes=64)
     assert_same(ahead, plain)
     assert calls == []
+
+
+def test_where_the_streamed_file_cannot_reserve_its_range_the_map_is_used(tmp_path):
+    """Under strict overcommit (or a memory limit) the reservation as long as the file may be refused:
+    the route folds over the map instead, with the same result."""
+    path, _ = big_capture(tmp_path)
+
+    def refuse(length):
+        raise OSError(12, "Cannot allocate memory")
+
+    with mock.patch("halo_fast.formats.streamed._reserve", refuse):
+        ahead, plain, calls = both_routes(path, window_bytes=256)
+    assert_same(ahead, plain)
+    assert calls == []

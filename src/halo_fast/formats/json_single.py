@@ -74,15 +74,17 @@ class ScannedJson(CaptureSource):
 
     def _scan_folding_ahead(self):
         """Pass 1 over the file read once from disk (``streamed``, or the map where that is not
-        available), folding each token as it passes (``json_ahead``). None if pass 1 finds an
+        available or cannot reserve its address range), folding each token as it passes (``json_ahead``). None if pass 1 finds an
         error: then the plain pass 1 runs instead, over the map, and raises it, as without this
         route (its messages read the bytes around the error, which the streamed file has handed back)."""
         assert self._request is not None
-        source = StreamedFile(self.path) if streamed.supported() else None
-        scanned = self.mapped if source is None else source
         with contextlib.ExitStack() as stack:
-            if source is not None:
-                stack.enter_context(source)
+            scanned: MappedFile | StreamedFile = self.mapped
+            if streamed.supported():
+                try:
+                    scanned = stack.enter_context(StreamedFile(self.path))
+                except OSError:  # no room for its reservation (strict overcommit, a memory limit): the map
+                    scanned = self.mapped
             self.ahead = ReduceAhead(scanned, self._request, self.window_bytes)
             stack.callback(self.ahead.close)  # its fold thread reads the file: done before it closes
             try:

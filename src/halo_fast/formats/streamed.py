@@ -18,7 +18,8 @@ the bytes before ``stop``; ``release(start, stop)`` hands back every chunk whose
 all released. The ring grows only when the reader needs more chunks than it has handed
 back (a token larger than the ring); reading ahead uses free chunks only. Where
 ``O_DIRECT`` is refused (tmpfs, some network file systems) the same reads go through the
-page cache.
+page cache. Where the reservation itself is refused (strict overcommit), ``__enter__``
+raises OSError and ``json_single`` folds over the map instead.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def _libc_mmap():
     function.restype = ctypes.c_void_p
     function.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
     return function
+
+
+def _reserve(length: int) -> mmap.mmap:
+    """Address range for the whole file, no memory behind it until a chunk is placed (OSError where
+    the system counts it against a strict overcommit limit and refuses)."""
+    return mmap.mmap(-1, length, flags=_MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE)
 
 
 def supported() -> bool:
@@ -120,8 +127,7 @@ class StreamedFile:
                 except OSError:
                     self.direct = False  # tmpfs and some file systems: through the page cache
             n_chunks = -(-self.size // self.chunk)
-            flags = _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE
-            self._reservation = mmap.mmap(-1, n_chunks * self.chunk, flags=flags)
+            self._reservation = _reserve(n_chunks * self.chunk)
             whole = np.frombuffer(self._reservation, dtype=np.uint8)
             self._base = whole.ctypes.data
             self.bytes = whole[: self.size]
