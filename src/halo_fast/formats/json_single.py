@@ -73,10 +73,11 @@ class ScannedJson(CaptureSource):
         return self
 
     def _scan_folding_ahead(self):
-        """Pass 1 over the file read once from disk (``streamed``, or the map where that is not
-        available or cannot reserve its address range), folding each token as it passes (``json_ahead``). None if pass 1 finds an
-        error: then the plain pass 1 runs instead, over the map, and raises it, as without this
-        route (its messages read the bytes around the error, which the streamed file has handed back)."""
+        """Pass 1 over the file read once from disk (``streamed``; the map where that is not
+        available or cannot reserve its address range), folding each token as it passes
+        (``json_ahead``). None if pass 1 finds an error: then the plain pass 1 runs instead,
+        over the map, and raises it as without this route (its messages read the bytes around
+        the error, which the streamed file has handed back)."""
         assert self._request is not None
         with contextlib.ExitStack() as stack:
             scanned: MappedFile | StreamedFile = self.mapped
