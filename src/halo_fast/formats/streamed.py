@@ -60,8 +60,9 @@ def _reserve(length: int) -> mmap.mmap:
 
 
 def supported() -> bool:
-    """Linux only: a memfd, ``MAP_FIXED`` through libc, and O_DIRECT (or its buffered fallback)."""
-    return hasattr(os, "memfd_create") and hasattr(os, "preadv") and hasattr(os, "O_DIRECT")
+    """Linux only: a memfd, O_DIRECT (or its buffered fallback), and libc's mmap and memchr."""
+    has_os = hasattr(os, "memfd_create") and hasattr(os, "preadv") and hasattr(os, "O_DIRECT")
+    return has_os and _libc_memchr() is not None
 
 
 class _Released:
@@ -217,19 +218,14 @@ class StreamedFile:
 
     def find_byte_without_gil(self, needle: bytes, start: int) -> int:
         """First position of the byte ``needle`` at or after ``start``, or -1; reads on as far as it must."""
-        memchr = _libc_memchr()
+        memchr = _libc_memchr()  # there: ``supported`` checks
         position = max(start, 0)
         while position < self.size:
             stop = min((position // self.chunk + 1) * self.chunk, self.size)
-            self.ensure(stop)
-            if memchr is not None:
-                found = memchr(self._base + position, needle[0], stop - position)
-                if found:
-                    return found - self._base
-            else:  # pragma: no cover -- libc without memchr
-                hits = np.flatnonzero(self.bytes[position:stop] == needle[0])
-                if len(hits):
-                    return position + int(hits[0])
+            self.ensure(stop)  # a chunk at a time: the search never reads a chunk not yet read
+            found = memchr(self._base + position, needle[0], stop - position)
+            if found:
+                return found - self._base
             position = stop
         return -1
 
