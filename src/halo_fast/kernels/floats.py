@@ -280,6 +280,23 @@ def _eight_digit_value(chunk):
 
 
 @kernel(inline="always")
+def _non_digit_bytes(values):
+    """The high bit of each byte of ``values`` (a chunk XOR ZEROS) that was not a digit, others clear.
+
+    A digit byte is 0..9 here, any other byte 10 or more: adding 0x76 sets the high bit of the
+    latter without a carry out of the former, and OR-ing ``values`` keeps bytes above 0x7F flagged.
+    """
+    return ((values + SEVENTY_SIXES) | values) & HIGH_BITS
+
+
+@kernel(inline="always")
+def _leading_digits_value(values, n):
+    """Value of the first n (0..8) digit bytes of ``values`` (a chunk XOR ZEROS): those bytes moved to
+    the top, so the bytes after them, digits or not, are shifted out (two shifts: one of 64 is undefined)."""
+    return _eight_digit_value((values << (U56 - (n << U3))) << U8)
+
+
+@kernel(inline="always")
 def _take_digits(buf, p, end, w):
     """Fold the digits at buf[p:] into w, eight bytes at a time: returns (w, p, digits taken).
 
@@ -291,9 +308,7 @@ def _take_digits(buf, p, end, w):
     taken = 0
     while p + 8 <= end:
         values = load_u64(buf, p) ^ ZEROS  # a digit byte becomes 0..9, any other byte 10 or more
-        # a byte's high bit is set iff it is not a digit (no carry leaves a digit byte)
-        non_digit = ((values + SEVENTY_SIXES) | values) & HIGH_BITS
-        n = trailing_zeros(non_digit) >> U3  # leading digit bytes, 0..8
+        n = trailing_zeros(_non_digit_bytes(values)) >> U3  # leading digit bytes, 0..8
         if w >= MAX_BEFORE_DIGITS[n]:
             break
         if n == U8:
@@ -301,12 +316,70 @@ def _take_digits(buf, p, end, w):
             taken += 8
             p += 8
         else:
-            # keep the n digit bytes, moved to the top; the zero bytes below add nothing
-            w = w * POW10_U64[n] + _eight_digit_value((values << (U56 - (n << U3))) << U8)
+            w = w * POW10_U64[n] + _leading_digits_value(values, n)
             taken += np.int64(n)
             p += np.int64(n)
             break
     return w, p, taken
+
+
+FRACTION_SPAN = 26  # bytes from a number's start the fraction fast path reads: "0." and three chunks
+
+
+@kernel(inline="always")
+def _fraction_fast(buf, p):
+    """The digits of a number "0.ddd..." at buf[p] as (ok, w, next position, digits after the point).
+
+    The shape JavaScript writes every attention weight in (``0.0008848331053741276``): the
+    24 bytes after "0." are read as three chunks at fixed offsets, the digit run's length comes
+    from their non-digit masks, and its value from the chunks' SWAR values, with no loop
+    over the digits. ok is False -- the general path decides -- where the run is empty,
+    longer than 23 digits, or followed by an exponent, or where its value reaches 10**19 (more
+    digits than a uint64 holds exactly). Where ok, w and the position are what the general
+    path's digit loops give (the same integer of the same digits, below 10**19).
+
+    Unchecked: the caller guarantees buf[p] == "0", buf[p + 1] == "." and p + FRACTION_SPAN <= the
+    end it may read to; the last byte read, after at most 23 digits, is buf[p + 25].
+    """
+    start = p + 2
+    first = load_u64(buf, start) ^ ZEROS
+    second = load_u64(buf, start + 8) ^ ZEROS
+    third = load_u64(buf, start + 16) ^ ZEROS
+    first_mask = _non_digit_bytes(first)
+    second_mask = _non_digit_bytes(second)
+    third_mask = _non_digit_bytes(third)
+    if (first_mask | second_mask) == U0:
+        if third_mask == U0:
+            return False, U0, p, 0
+        n = trailing_zeros(third_mask) >> U3
+        high = _eight_digit_value(first) * U100000000 + _eight_digit_value(second)
+        if high >= MAX_BEFORE_DIGITS[n]:  # high * 10**n + n digits would reach 10**19
+            return False, U0, p, 0
+        w = high * POW10_U64[n] + _leading_digits_value(third, n)
+        digits = 16 + np.int64(n)
+    elif first_mask == U0:
+        n = trailing_zeros(second_mask) >> U3
+        w = _eight_digit_value(first) * POW10_U64[n] + _leading_digits_value(second, n)
+        digits = 8 + np.int64(n)
+    else:
+        n = trailing_zeros(first_mask) >> U3
+        if n == U0:
+            return False, U0, p, 0
+        w = _leading_digits_value(first, n)
+        digits = np.int64(n)
+    after = start + digits
+    if (buf[after] | 32) == 101:  # e or E: an exponent follows
+        return False, U0, p, 0
+    return True, w, after, digits
+
+
+@kernel()
+def fraction_fast(buf, p, end):
+    """_fraction_fast at buf[p] where its preconditions hold (the tests' entry), else (False, 0, p, 0)."""
+    end = min(end, buf.shape[0])
+    if p < 0 or p + FRACTION_SPAN > end or buf[p] != 48 or buf[p + 1] != 46:
+        return False, U0, p, 0
+    return _fraction_fast(byte_view(buf), p)
 
 
 @kernel(inline="always")
@@ -385,6 +458,28 @@ def parse_number(buf, p, end):
         else:
             return NAN32, p, BAD_NUMBER
 
+    fast = False
+    w = U0
+    after = p
+    digits = 0
+    if b == 48 and p + FRACTION_SPAN <= end and buf[p + 1] == 46:  # "0." with room: the fast path
+        fast, w, after, digits = _fraction_fast(buf, p)
+    if fast:
+        p = after
+        exponent = -digits
+        is_integer = False
+        too_many = False
+    else:
+        w, p, exponent, is_integer, too_many, status = _general_digits(buf, p, end, b)
+        if status != OK:
+            return NAN32, p, status
+    return _finish(w, exponent, negative, is_integer, too_many, p)
+
+
+@kernel(inline="always")
+def _general_digits(buf, p, end, b):
+    """The digits, point and exponent of a number whose first digit b is at buf[p], one chunk or byte
+    at a time: (w, next position, exponent, is_integer, too_many, status OK / BAD_NUMBER / TRUNCATED)."""
     w = U0
     too_many = False  # more digits than a uint64 holds exactly: the reference finishes it
     exponent = 0
@@ -403,9 +498,9 @@ def parse_number(buf, p, end):
         is_integer = False
         p += 1
         if p >= end:
-            return NAN32, p, TRUNCATED
+            return w, p, exponent, False, False, TRUNCATED
         if not _is_digit(buf[p]):
-            return NAN32, p, BAD_NUMBER
+            return w, p, exponent, False, False, BAD_NUMBER
         w, p, taken = _take_digits(buf, p, end, w)
         exponent -= taken
         while p < end and _is_digit(buf[p]):
@@ -419,22 +514,27 @@ def parse_number(buf, p, end):
         is_integer = False
         p += 1
         if p >= end:
-            return NAN32, p, TRUNCATED
+            return w, p, exponent, False, False, TRUNCATED
         exp_negative = False
         if buf[p] == 45 or buf[p] == 43:
             exp_negative = buf[p] == 45
             p += 1
             if p >= end:
-                return NAN32, p, TRUNCATED
+                return w, p, exponent, False, False, TRUNCATED
         if not _is_digit(buf[p]):
-            return NAN32, p, BAD_NUMBER
+            return w, p, exponent, False, False, BAD_NUMBER
         literal = 0
         while p < end and _is_digit(buf[p]):
             if literal < 100000000:
                 literal = literal * 10 + (buf[p] - 48)
             p += 1
         exponent += -literal if exp_negative else literal
+    return w, p, exponent, is_integer, too_many, OK
 
+
+@kernel(inline="always")
+def _finish(w, exponent, negative, is_integer, too_many, p):
+    """parse_number's result for the digits w, the power of ten and the sign: (value, p, status)."""
     if too_many or (is_integer and w > MAX_CLINGER_MANTISSA):
         return NAN32, p, HARD
     if w == U0:
