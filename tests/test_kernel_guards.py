@@ -219,9 +219,10 @@ def reduce_tokens(buf, starts, ends, ctxs, out_rows, order, n_rows, row_group, f
     width = sizes.get("width", int(ctxs.max()))
     acc = np.zeros((n_threads, groups, width))
     counts = np.zeros((n_threads, groups, width), dtype=np.int64)
+    values = np.zeros((sizes.get("value_threads", n_threads), sizes.get("value_width", width)), dtype=np.float32)
     out = np.full((sizes.get("out_rows", len(starts)), groups, sizes.get("out_width", width)), SENTINEL, np.float32)
     status = np.full((len(starts), 4), SENTINEL, dtype=np.int64)
-    args = (n_rows, row_group, first_row, group_size, OPS["max"], acc, counts, out, status)
+    args = (n_rows, row_group, first_row, group_size, OPS["max"], acc, counts, values, out, status)
     reduce_arrays(buf, starts, ends, ctxs, out_rows, order, *args)
     return out, status
 
@@ -243,13 +244,14 @@ def test_reduce_arrays_checks_spans_rows_groups_and_scratch():
         ("output row past the output", dict(out_rows=np.array([0, 2], np.int64)), [1]),
         ("output row -1", dict(out_rows=np.array([0, -1], np.int64)), [1]),
         ("context wider than the scratch", dict(ctxs=np.array([2, 3], np.int64), width=2), [1]),
+        ("context wider than the values' scratch", dict(value_width=1), [0, 1]),
         ("more rows than row_group", dict(n_rows=3), [0, 1]),
         ("a group without a first row", dict(row_group=np.array([0, 1], np.int64)), [0, 1]),
     ]
     for label, change, failing in bad:
         args = dict(buf=buf, starts=starts, ends=ends, ctxs=ctxs, out_rows=ids, order=ids, n_rows=2)
         args.update(row_group=plan[0], first_row=plan[1], group_size=plan[2])
-        sizes = {k: change.pop(k) for k in ("width",) if k in change}
+        sizes = {k: change.pop(k) for k in ("width", "value_width") if k in change}
         args.update(change)
         out, status = reduce_tokens(**args, **sizes)
         for i, want in enumerate([[3, 4], [7, 8]]):
@@ -262,11 +264,12 @@ def test_reduce_arrays_checks_spans_rows_groups_and_scratch():
     out, status = reduce_tokens(buf, starts, ends[:1], ctxs, ids, order, 2, *plan)
     assert status[0, 0] == ARRAY_OK and untouched(status[1]) and untouched(out[1])
     # a single scratch row: whichever thread has none reports it, the others reduce as ever
-    out, status = reduce_tokens(buf, starts, ends, ctxs, ids, ids, 2, *plan, threads=1)
-    for i, want in enumerate([[3, 4], [7, 8]]):
-        assert (status[i, 0] == ARRAY_OK and out[i, 0].tolist() == want) or (
-            status[i, 0] == ARRAY_OUT_OF_BOUNDS and untouched(out[i])
-        )
+    for short in (dict(threads=1), dict(value_threads=1)):
+        out, status = reduce_tokens(buf, starts, ends, ctxs, ids, ids, 2, *plan, **short)
+        for i, want in enumerate([[3, 4], [7, 8]]):
+            assert (status[i, 0] == ARRAY_OK and out[i, 0].tolist() == want) or (
+                status[i, 0] == ARRAY_OUT_OF_BOUNDS and untouched(out[i])
+            )
 
 
 def decoded(values, n_rows, ctx, row_group, first_row, group_size, acc_shape, out_shape, op="sum"):

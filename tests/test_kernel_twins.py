@@ -278,12 +278,13 @@ def run_reduce_arrays(buf, starts, ends, ctxs, ids, order, plan, op):
     width = int(ctxs[ids].max()) if len(ids) else 0
     acc = np.full((n_threads, len(group_size), width), 1e300)
     counts = np.full((n_threads, len(group_size), width), 99, dtype=np.int64)
+    values = np.full((n_threads, width), -3.5, dtype=np.float32)
     out = np.full((len(ids), len(group_size), width), SENTINEL, dtype=np.float32)
     out_rows = np.full(len(starts), -1, dtype=np.int64)
     out_rows[ids] = np.arange(len(ids))
     status = np.full((len(starts), 4), -7, dtype=np.int64)
     n_rows = len(row_group)
-    args = (n_rows, row_group, first_row, group_size, OPS[op], acc, counts, out, status)
+    args = (n_rows, row_group, first_row, group_size, OPS[op], acc, counts, values, out, status)
     reduce_arrays(buf, starts, ends, ctxs, out_rows, order, *args)
     return out, status
 

@@ -101,6 +101,7 @@ class ReduceAhead:
         self._pending_bytes = 0
         self._acc = np.zeros((0, 0, 0), dtype=np.float64)  # the fold thread's scratch
         self._counts = np.zeros((0, 0, 0), dtype=np.int64)
+        self._values = np.zeros((0, 0), dtype=np.float32)
         self._pool: ThreadPoolExecutor | None = None
         self._flight: deque[tuple[Future, int]] = deque()  # (fold, first byte it reads), in file order
         try:
@@ -221,6 +222,7 @@ class ReduceAhead:
         if self._acc.shape[2] < max_context or self._acc.shape[1] != plan.n_groups:
             self._acc = np.zeros((self.n_threads, plan.n_groups, max_context), dtype=np.float64)
             self._counts = np.zeros((self.n_threads, plan.n_groups, max_context), dtype=np.int64)
+            self._values = np.zeros((self.n_threads, max_context), dtype=np.float32)
         rows = output_array(k, plan, max_context)
         status = np.zeros((k, 4), dtype=np.int64)
         opens, closes = pending[:, 1].copy(), pending[:, 2].copy()
@@ -238,6 +240,7 @@ class ReduceAhead:
             plan.op_code,
             self._acc,
             self._counts,
+            self._values,
             rows,
             status,
         )

@@ -180,6 +180,7 @@ def reduce_attention(scan: ScannedJson, ids: np.ndarray, plan) -> np.ndarray:
     n_threads = numba.get_num_threads()
     acc = np.zeros((n_threads, plan.n_groups, max_context), dtype=np.float64)
     counts = np.zeros((n_threads, plan.n_groups, max_context), dtype=np.int64)
+    values = np.zeros((n_threads, max_context), dtype=np.float32)
     status = np.zeros((n, 4), dtype=np.int64)
     n_rows = plan.n_layers * plan.n_heads
     encoded = ids[layout.data_open[ids] < 0]
@@ -215,6 +216,7 @@ def reduce_attention(scan: ScannedJson, ids: np.ndarray, plan) -> np.ndarray:
                 plan.op_code,
                 acc,
                 counts,
+                values,
                 data,
                 status,
             )
