@@ -70,7 +70,7 @@ def assert_twin(raw: bytes, p: int = 0) -> tuple[bool, int, int, int]:
 def _hand_picked() -> list[str]:
     runs = []
     for n in range(1, 25):  # every run length in the window, and one past it
-        runs += ["7" * n, "0" * (n - 1) + "3", "1" + "0" * (n - 1), "9" * n, ("1234567890" * 3)[:n]]
+        runs += ["7" * n, "0" * (n - 1) + "3", "1" + "0" * (n - 1), "9" * n, ("1234567890" * 3)[:n], "0" * n]
     runs += [
         "9" * 19,  # 10**19 - 1: the largest the fast path takes
         "1" + "0" * 19,  # 10**19: handed on

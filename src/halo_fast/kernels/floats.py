@@ -458,21 +458,14 @@ def parse_number(buf, p, end):
         else:
             return NAN32, p, BAD_NUMBER
 
-    fast = False
-    w = U0
-    after = p
-    digits = 0
     if b == 48 and p + FRACTION_SPAN <= end and buf[p + 1] == 46:  # "0." with room: the fast path
         fast, w, after, digits = _fraction_fast(buf, p)
-    if fast:
-        p = after
-        exponent = -digits
-        is_integer = False
-        too_many = False
-    else:
-        w, p, exponent, is_integer, too_many, status = _general_digits(buf, p, end, b)
-        if status != OK:
-            return NAN32, p, status
+        if fast:
+            # a _finish of its own: the constants below let the compiler drop its tests
+            return _finish(w, -digits, negative, False, False, after)
+    w, p, exponent, is_integer, too_many, status = _general_digits(buf, p, end, b)
+    if status != OK:
+        return NAN32, p, status
     return _finish(w, exponent, negative, is_integer, too_many, p)
 
 
