@@ -15,6 +15,10 @@ a correctly rounded double:
   above 2**53, or the rare ambiguous Eisel-Lemire product) are reported as "hard" and
   finished in Python by the reference itself, so exactness never rests on a guess.
 
+The digits are read eight bytes at a time (SWAR); a number written "0." + at most 23 digits, the
+shape of every JavaScript attention weight, takes ``_fraction_fast``: three chunks at fixed offsets,
+no loop over the digits, and anything it declines takes the general path.
+
 All arithmetic on mantissas stays in uint64 (numba would otherwise promote mixed
 signed/unsigned arithmetic to float64).
 """
