@@ -94,6 +94,29 @@ def test_reduce_hard_cases(tmp_path, op, over):
         assert_matches(red.data[t], want, op, f"token {t}")
 
 
+@pytest.mark.parametrize("op", OPS)
+def test_reduce_hard_numbers_in_several_windows(tmp_path, op):
+    """A token with a number only the reference settles, then more windows of tokens: the windows
+    after it are parsed with the same row scratch as those before (one token a window here)."""
+    rng = np.random.default_rng(11)
+    tensors = [rng.random((3, 2, 5 + i)).astype(np.float32) for i in range(8)]
+    text = json.dumps(capture_doc(tensors))
+    for t in (0, 5):  # an early window and a later one
+        first = json.dumps(float(tensors[t][1, 0, 2]))
+        long_value = "0." + str(t + 1) * 40
+        assert text.count(first) == 1
+        text = text.replace(first, long_value)
+        tensors[t][1, 0, 2] = np.float32(float(long_value))
+    path = tmp_path / "hard_windows.json"
+    path.write_text(text)
+    small = halo_fast.reduce(str(path), op=op, window_bytes=64)
+    whole = halo_fast.reduce(str(path), op=op)
+    np.testing.assert_array_equal(small.data, whole.data)
+    for t, tensor in enumerate(tensors):
+        want = numpy_reference(tensor, op, ("layers", "heads"), range(3), range(2))
+        assert_matches(small.data[t][..., : tensor.shape[2]], want, op, f"token {t}")
+
+
 def test_every_and_token_range_and_null_first(tmp_path):
     rng = np.random.default_rng(1)
     tensors = [rng.random((2, 2, 4 + i)).astype(np.float32) for i in range(10)]

@@ -224,9 +224,8 @@ def reduce_attention(scan: ScannedJson, ids: np.ndarray, plan) -> np.ndarray:
             status[hard, 0] = ARRAY_OK
             _check_status(scan.mapped, layout, scan.tokens, status, np.diff(scan.offsets), batch, MESSAGES, ARRAY_OK)
             for i in hard.tolist():  # rare: decode this token exactly, then fold it the same way
-                values = decode_one(scan, i)
                 reduce_decoded(
-                    values,
+                    decode_one(scan, i),
                     n_rows,
                     int(contexts[i]),
                     plan.row_group,
