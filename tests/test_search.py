@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halo_fast.formats.json_scan import ClosingBrackets
+from halo_fast.formats.json_brackets import ClosingBrackets
 from halo_fast.kernels.search import STEP, find_byte, find_byte_split
 from reference import examples
 

@@ -16,7 +16,7 @@ from .errors import CaptureError
 if TYPE_CHECKING:
     from .capture import Capture
     from .formats.base import CaptureSource
-    from .reduction import Axes, Reduced, Selection, TokenRange
+    from .reduction import Axes, Reduced, ReduceRequest, Selection, TokenRange
 
 
 def open_capture(
@@ -78,8 +78,16 @@ def load(
     ``cap.recovery`` then says where the file ends and what was dropped. ``strict=True``:
     gaps or short files in a capture directory raise instead of warning.
     """
-    with open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as source:
-        return source.capture()
+    from .formats.base import ShortcutRefuted
+
+    source = open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
+    source.plan_decode()
+    try:
+        with source:
+            return source.capture()
+    except ShortcutRefuted:  # the source's shortcut did not hold: read it the plain way
+        with open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as plain:
+            return plain.capture()
 
 
 def reduce(
@@ -104,15 +112,29 @@ def reduce(
     ``recover``: reduce the complete tokens of a truncated file (``result.extra["recovery"]``).
     A loaded :class:`Capture` is reduced in memory with the same arithmetic.
     """
-    import numpy as np
-
     from .capture import Capture
-    from .reduction import ReduceRequest, reduce_capture, reduce_tokens
+    from .formats.base import ShortcutRefuted
+    from .reduction import ReduceRequest, reduce_capture
 
     if isinstance(source, Capture):
         return reduce_capture(source, op, over, layers, heads, every, tokens)
+    request = ReduceRequest(op, over, layers, heads, every, tokens)
     opened = open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
-    opened.plan_reduce(ReduceRequest(op, over, layers, heads, every, tokens))
+    opened.plan_reduce(request)
+    try:
+        return _reduce_source(opened, request)
+    except ShortcutRefuted:  # the source's shortcut did not hold: read it the plain way
+        plain = open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
+        return _reduce_source(plain, request)
+
+
+def _reduce_source(opened: CaptureSource, request: ReduceRequest) -> Reduced:
+    """``reduce`` of one opened (not yet entered) source."""
+    import numpy as np
+
+    from .reduction import reduce_tokens
+
+    r = request
     with opened as capture:
         with_attention = np.flatnonzero(capture.has_attention)
         if not len(with_attention):
@@ -126,12 +148,12 @@ def reduce(
             capture.path,
             n_layers,
             n_heads,
-            op,
-            over,
-            layers,
-            heads,
-            every,
-            tokens,
+            r.op,
+            r.over,
+            r.layers,
+            r.heads,
+            r.every,
+            r.tokens,
         )
         if capture.recovery is not None:
             result.extra["recovery"] = capture.recovery

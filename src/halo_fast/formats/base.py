@@ -26,6 +26,13 @@ from .mapped import output_buffer
 WINDOW_BYTES = 4 << 20  # file bytes resident at once, beyond the output: every format's default
 
 
+class ShortcutRefuted(Exception):
+    """Raised by a source's ``decode`` or ``reduce`` when a shortcut its first pass took on a plan's
+    word (``plan_decode``, ``plan_reduce``) is not borne out by what it read after: the caller opens
+    the source again without the plan, and gets the plain route's result or error. Never seen
+    outside ``api``."""
+
+
 @dataclass(frozen=True)
 class SourceOptions:
     """How a source reads, the same for every format (``open_capture``'s keywords).
@@ -117,7 +124,12 @@ class CaptureSource:
     def plan_reduce(self, request: ReduceRequest) -> None:
         """Say, before ``__enter__``, the reduction ``reduce`` will be asked for: a source that can fold
         while it reads (a mapped single JSON: json_ahead) starts during its first pass. A hint: any
-        ``reduce(ids, plan)`` still gives the same result."""
+        ``reduce(ids, plan)`` still gives the same result; one may raise ShortcutRefuted."""
+
+    def plan_decode(self) -> None:
+        """Say, before ``__enter__``, that ``capture()`` (every token decoded) will follow: a single
+        JSON's first pass then steps over most of each array, leaving it to the decode to read
+        (json_brackets). ``decode`` may then raise ShortcutRefuted."""
 
     def step_of(self, i: int) -> Any:
         return self.token_table["step"][i]

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..progress import progress_bar
+from .json_brackets import ClosingBrackets, jumped_from
 from .mapped import MappedFile
 
 if TYPE_CHECKING:
@@ -39,8 +40,10 @@ class Layout:
     tokens_open: int = -1  # the '[' of generated_tokens
     events: np.ndarray | None = None  # pass 1's (kind, token, position) rows
     recovery: dict | None = None  # set when a truncated file was cut after its last complete token
+    jumped: np.ndarray | None = None  # per token, where its bracket search began past a jump (json_brackets)
 
 
+PROBE_BYTES = 1 << 12  # structural bytes indexed at once after an array: a token's fields, its array's start
 TOP_PEEK_BYTES = 1 << 16  # how much of a text is looked at to tell what its top-level value is
 JSON_SPACE = b" \t\r\n"
 TEXT_SPACE = b"\xef\xbb\xbf" + JSON_SPACE  # what may come before the top-level value: a UTF-8 BOM, JSON whitespace
@@ -159,9 +162,10 @@ def scan_structure(
     mapped: MappedFile | StreamedFile,
     window_bytes: int,
     progress: bool = False,
-    probe_bytes: int = 1 << 12,  # a token's own fields and the start of its data array
+    probe_bytes: int | None = None,  # PROBE_BYTES unless given
     recover: bool = False,
     ahead: ReduceAhead | None = None,
+    jump: bool = False,
 ) -> Layout:
     """Pass 1: walk the file's structure, jumping over the bulk of each attention array.
 
@@ -171,19 +175,21 @@ def scan_structure(
     Pages are released every ``window_bytes``, but not those of tokens ``ahead``
     (json_ahead) still has to fold: it is fed the events as they are found. ``mapped`` may
     be a ``streamed.StreamedFile`` (the ahead route's file read once from disk): each probe
-    first ``ensure``s its bytes are read.
+    first ``ensure``s its bytes are read. ``jump``: step over most of each array (json_brackets);
+    the layout is then provisional until pass 2 confirms ``layout.jumped``.
     """
     from ..kernels import structure as st
 
     _check_starts_an_object(mapped)
     # a file read from disk (the ahead route) waits for its pages: one thread searches, without the GIL
-    brackets = ClosingBrackets(mapped.bytes) if ahead is None else None
+    brackets = ClosingBrackets(mapped.bytes, mapped.read if jump else None) if ahead is None else None
     buf = mapped.bytes
     size = mapped.size
     state, kinds, roles = st.new_walker_state()
     event_blocks = []
     position = 0
     released = 0
+    probe_bytes = PROBE_BYTES if probe_bytes is None else probe_bytes
     probe = probe_bytes
     with progress_bar(size, progress, "scan") as bar:
         while position < size and state[st.S_ERROR] == st.WALK_OK:
@@ -202,7 +208,8 @@ def scan_structure(
                 if brackets is None:
                     close = mapped.find_byte_without_gil(b"]", position)
                 else:
-                    close = brackets.find(position, _last_data_open(event_blocks))
+                    opened = _last_event(event_blocks, st.EVENT_DATA_OPEN)
+                    close = brackets.find(position, opened, _last_event(event_blocks, st.EVENT_TOKEN_OPEN))
                 if close < 0:
                     bar.update(size - position)
                     position = size
@@ -271,6 +278,8 @@ def scan_structure(
         raise CaptureError(f"generated token #{token} has two 'attention' keys", mapped.path, at)
     layout.events = events
     layout.recovery = recovery
+    if brackets is not None:
+        layout.jumped = jumped_from(brackets.jumps, layout.data_open)
     return layout
 
 
@@ -285,59 +294,14 @@ def _walker_reads_from(state: np.ndarray, position: int) -> int:
     return position
 
 
-def _last_data_open(event_blocks: list) -> int:
-    """Where the attention data array the walk is inside opened: the last EVENT_DATA_OPEN found so far."""
-    from ..kernels import structure as st
-
+def _last_event(event_blocks: list, kind: int) -> int:
+    """The position of the last event of ``kind`` found so far (EVENT_DATA_OPEN: where the attention
+    data array the walk is inside opened), or -1."""
     for events in reversed(event_blocks):
-        opened = np.flatnonzero(events[:, 0] == st.EVENT_DATA_OPEN)
-        if len(opened):
-            return int(events[opened[-1], 2])
+        found = np.flatnonzero(events[:, 0] == kind)
+        if len(found):
+            return int(events[found[-1], 2])
     return -1
-
-
-class ClosingBrackets:
-    """The ']' that closes each attention data array, found by all threads at once (kernels.search).
-
-    A search splits its span over the threads, so it pays when the span ends near the
-    bracket: a span much longer leaves threads searching past it. Consecutive tokens'
-    arrays differ by one context position, so each span is sized from the previous
-    array's length (the first from FIRST_SPAN), and spans double while no bracket is found.
-    """
-
-    FIRST_SPAN = 1 << 20
-    SLACK = 1 << 16  # beyond the previous array's length
-
-    def __init__(self, buf: np.ndarray):
-        import numba
-
-        self.buf = buf
-        self.found = np.empty(numba.get_num_threads(), dtype=np.int64)
-        self.previous_length = -1
-
-    def find(self, start: int, opened: int) -> int:
-        """First ']' at or after start (inside the array that opened at ``opened``), or -1."""
-        from ..kernels import search
-
-        size = self.buf.shape[0]
-        if self.previous_length >= 0 and opened >= 0:
-            span = max(opened + self.previous_length + self.SLACK - start, self.SLACK)
-        else:
-            span = self.FIRST_SPAN
-        lo = start
-        while lo < size:
-            hi = min(lo + span, size)
-            close = search.find_byte_split(self.buf, lo, hi, CLOSE_BRACKET, self.found)
-            if close >= 0:
-                if opened >= 0:
-                    self.previous_length = close - opened
-                return close
-            lo = hi
-            span *= 2
-        return -1
-
-
-CLOSE_BRACKET = ord("]")
 
 
 def _check_starts_an_object(mapped: MappedFile) -> None:

@@ -18,8 +18,9 @@ from ..capture import Capture
 from ..errors import CaptureError
 from ..reduction import ReduceRequest
 from . import streamed
-from .base import CaptureSource, SourceOptions, check_document, prompt_table
+from .base import CaptureSource, ShortcutRefuted, SourceOptions, check_document, prompt_table
 from .json_ahead import ReduceAhead, outgrows_page_cache
+from .json_brackets import confirm_jumps
 from .json_scan import check_data_content, scan_structure
 from .json_skeleton import Skeleton, plan_tokens, token_table
 from .json_values import decode_attention, decode_one, decode_windows, reduce_attention
@@ -40,9 +41,16 @@ class ScannedJson(CaptureSource):
         self.mapped = MappedFile(self.path)
         self._request: ReduceRequest | None = None
         self.ahead: ReduceAhead | None = None
+        self._jump = False  # pass 1 may step over most of each array (json_brackets): a pass 2 will read it
 
     def plan_reduce(self, request: ReduceRequest) -> None:
         self._request = request
+        # a reduce keeping every row parses every number of the tokens it folds, which confirms a jump;
+        # one keeping some layers or heads steps over the others' numbers without looking at them
+        self._jump = request.layers is None and request.heads is None
+
+    def plan_decode(self) -> None:
+        self._jump = True
 
     def __enter__(self) -> ScannedJson:
         self.mapped.__enter__()
@@ -50,27 +58,61 @@ class ScannedJson(CaptureSource):
             layout = None
             if self._request is not None and outgrows_page_cache(self.mapped.size):
                 layout = self._scan_folding_ahead()
-            if layout is None:
-                layout = scan_structure(self.mapped, self.window_bytes, self.progress, recover=self.recover)
-            self.layout = layout
-            self.recovery = _public(self.layout.recovery)
-            try:
-                self.document = Skeleton(self.mapped, self.layout).parse()
-            except CaptureError:
-                check_data_content(self.mapped, self.layout.events)
-                raise
-            self.tokens, self.shapes, self.has_attention, self.offsets = plan_tokens(
-                self.document, self.layout, self.mapped
-            )
-            document = check_document(self.document, self.path)
-            self.prompt_table = prompt_table(document.prompt_tokens)
-            self.token_table = token_table(self.tokens, self.shapes, self.has_attention)
-            self.metadata = document.metadata
+            if layout is not None:
+                self._read_structure(layout)
+            elif self._jump and not self.recover:
+                try:
+                    self._read_structure(scan_structure(self.mapped, self.window_bytes, self.progress, jump=True))
+                except CaptureError:  # perhaps a jump's doing: the plain pass 1 says what is wrong, if anything
+                    self._read_structure(scan_structure(self.mapped, self.window_bytes, self.progress))
+            else:
+                self._read_structure(
+                    scan_structure(self.mapped, self.window_bytes, self.progress, recover=self.recover)
+                )
         except BaseException:
             self._close_ahead()
             self.mapped.__exit__(None, None, None)
             raise
         return self
+
+    def _read_structure(self, layout) -> None:
+        """Everything but the floats, from pass 1's layout: the skeleton, tokens, shapes and tables."""
+        self.layout = layout
+        self.recovery = _public(self.layout.recovery)
+        try:
+            self.document = Skeleton(self.mapped, self.layout).parse()
+        except CaptureError:
+            check_data_content(self.mapped, self.layout.events)
+            raise
+        self.tokens, self.shapes, self.has_attention, self.offsets = plan_tokens(
+            self.document, self.layout, self.mapped
+        )
+        document = check_document(self.document, self.path)
+        self.prompt_table = prompt_table(document.prompt_tokens)
+        self.token_table = token_table(self.tokens, self.shapes, self.has_attention)
+        self.metadata = document.metadata
+
+    def _confirmed(self, run, parsed: np.ndarray):
+        """``run()``'s result once pass 1's jumps are confirmed (json_brackets): by its parse, for the
+        tokens ``parsed`` (bool per token) if it raises nothing, else by a search here.
+        ShortcutRefuted where they cannot be: the caller reads the file again without jumping."""
+        layout = self.layout
+        if layout.jumped is None:
+            return run()
+        try:
+            result = run()
+        except CaptureError:
+            raise ShortcutRefuted(self.path) from None
+        if not confirm_jumps(self.mapped.bytes, layout.data_open, layout.jumped, parsed):
+            raise ShortcutRefuted(self.path)
+        layout.jumped = None
+        return result
+
+    def _parsed(self, ids: np.ndarray | None = None) -> np.ndarray:
+        parsed = np.zeros(len(self.layout.data_open), dtype=bool)
+        if ids is not None:
+            parsed[ids] = True
+        return parsed
 
     def _scan_folding_ahead(self):
         """Pass 1 over the file read once from disk (``streamed``; the map where that is not
@@ -109,30 +151,36 @@ class ScannedJson(CaptureSource):
     def token_values(self, i: int) -> np.ndarray:
         """Token i's values; the mapped pages they were parsed from are handed back, so reading the
         capture token by token (convert, lazy readers) keeps memory flat."""
+        self._confirmed(lambda: None, self._parsed())
         values = decode_one(self, i)
         if self.layout.data_open[i] >= 0:
             self.mapped.release(int(self.layout.data_open[i]), int(self.layout.data_close[i]) + 1)
         return values
 
     def decode(self) -> np.ndarray:
-        return decode_attention(
-            self.mapped,
-            self.layout,
-            self.tokens,
-            self.shapes,
-            self.has_attention,
-            self.offsets,
-            self.window_bytes,
-            self.progress,
-        )
+        def run():
+            return decode_attention(
+                self.mapped,
+                self.layout,
+                self.tokens,
+                self.shapes,
+                self.has_attention,
+                self.offsets,
+                self.window_bytes,
+                self.progress,
+            )
+
+        return self._confirmed(run, self.has_attention & (self.layout.data_open >= 0))
 
     def reduce(self, ids: np.ndarray, plan) -> np.ndarray:
         if self.ahead is not None:
             ahead, self.ahead = self.ahead, None  # its rows are handed over once
             return ahead.result(self, ids, plan)
-        return reduce_attention(self, ids, plan)
+        every_row = bool(np.all(plan.row_group >= 0))  # else some numbers are stepped over unread
+        return self._confirmed(lambda: reduce_attention(self, ids, plan), self._parsed(ids if every_row else None))
 
     def token_windows(self, ids: np.ndarray, phase: str = "read"):
+        self._confirmed(lambda: None, self._parsed())
         return decode_windows(self, ids, phase)
 
 
