@@ -52,9 +52,11 @@ def kernel_fraction_fast(raw: bytes, p: int = 0) -> tuple[bool, int, int, int]:
 
 
 def padded(text: str, trailer: str) -> bytes:
-    """text + trailer, then filler, so the fast path has its SPAN bytes after the number's start."""
+    """text + trailer, then filler, so the fast path has its SPAN bytes after the number's start (after
+    its sign: parse_value takes the fast path from there)."""
     raw = (text + trailer).encode()
-    return raw + b"]" * max(0, SPAN - len(raw))
+    sign = len(text) - len(text.lstrip("-"))
+    return raw + b"]" * max(0, sign + SPAN - len(raw))
 
 
 def assert_twin(raw: bytes, p: int = 0) -> tuple[bool, int, int, int]:
