@@ -72,6 +72,40 @@ def test_one_huge_token_line_is_json_lines(tmp_path):
     assert detect(str(path)) == "jsonl"
 
 
+@pytest.mark.parametrize("name", ["capture.jsonl", "capture.ndjson", "capture.jsonl.gz"])
+def test_a_single_json_named_as_json_lines_is_read_as_one(tmp_path, name):
+    """The name says JSON lines, the first line is a whole capture: it is read as the capture, not as
+    JSON lines holding only a metadata line (which gave no tokens at all)."""
+    path = str(tmp_path / "capture.json")
+    write_capture(path, **SYNTH)
+    named = str(tmp_path / name)
+    if name.endswith(".gz"):
+        gzip_file(path, named)
+    else:
+        with open(path, "rb") as src, open(named, "wb") as dst:
+            dst.write(src.read())
+    assert detect(named) == ("json.gz" if name.endswith(".gz") else "json")
+    assert_same_capture(halo_fast.load(named), halo_fast.load(path))
+    np.testing.assert_array_equal(halo_fast.reduce(named).data, halo_fast.reduce(path).data)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_whole_capture_line_past_the_peek_is_refused(tmp_path, gzipped):
+    """Its 'generated_tokens' key beyond the first 64 KiB (a long prompt first): the JSON-lines reader
+    says what the file is instead of reading no token."""
+    prompt = [{"token_id": i, "text": "a long prompt", "position": i} for i in range(3000)]
+    token = {"step": 0, "token_id": 1, "text": "", "position": 3000}
+    token["attention"] = {"shape": [1, 1, 2], "context_length": 2, "data": [0.5, 0.25]}
+    text = json.dumps({"metadata": {}, "prompt_tokens": prompt, "generated_tokens": [token]}, separators=(",", ":"))
+    assert text.index("generated_tokens") > 1 << 16
+    path = tmp_path / ("capture.jsonl.gz" if gzipped else "capture.jsonl")
+    path.write_bytes(gzip.compress(text.encode()) if gzipped else text.encode())
+    assert detect(str(path)) == ("jsonl.gz" if gzipped else "jsonl")
+    for call in (halo_fast.load, halo_fast.reduce):
+        with pytest.raises(halo_fast.CaptureError, match="whole single-JSON capture"):
+            call(str(path))
+
+
 def test_base64_in_a_single_json_file(tmp_path):
     reference = str(tmp_path / "capture.json")
     write_capture(reference, **SYNTH)

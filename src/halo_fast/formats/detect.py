@@ -66,9 +66,12 @@ def top_level_keys(text: bytes) -> set[str]:
 
 def kind_of_text(head: bytes, name: str, complete: bool) -> str:
     """'json' or 'jsonl' for the first bytes of a (decompressed) text file."""
-    if name.endswith(LINE_SUFFIXES):
-        return "jsonl"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if name.endswith(LINE_SUFFIXES):
+        # what the name says, unless the first line is a whole capture: no line of JSON lines has
+        # a 'generated_tokens' list at its top (jsonlines also refuses one beyond this peek)
+        whole = text.startswith(b"{") and "generated_tokens" in top_level_keys(text.split(b"\n", 1)[0])
+        return "json" if whole else "jsonl"
     if not text.startswith(b"{"):
         return "json"
     newline = text.find(b"\n")

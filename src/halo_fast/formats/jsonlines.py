@@ -31,6 +31,10 @@ from .mapped import MappedFile
 from .token_list import TokenListSource, split_metadata
 
 RECOVER_HINT = "(recover=True, or --recover, keeps them)"
+WHOLE_CAPTURE = (
+    "not JSON lines: the first line holds a whole single-JSON capture (a 'generated_tokens' list); "
+    "name the file .json (or .json.gz) to read it as one"
+)
 NOT_A_CUT = (
     "; recover=True does not skip it: only an unterminated last line (or a gzip stream ending early) "
     "is truncation, a damaged line before it is corruption"
@@ -115,6 +119,8 @@ class JsonLines(TokenListSource):
                     cut = self._cut_at(exc, lines, k, offset, buffer, terminated, len(records))
                     break
                 record = token.record
+                if k == 0 and "generated_tokens" in record:  # detect sends these to json_single if it sees the key
+                    raise CaptureError(WHOLE_CAPTURE, self.path, offset)
                 line_end = offset + len(buffer) - len(PREFIX) - len(SUFFIX)
                 if k == 0 and metadata is None and _is_metadata(record):
                     metadata = split_metadata(record, self.path)
