@@ -406,6 +406,8 @@ def test_reduce_arrays_hard_cases(op, at_end):
 MALFORMED = [
     ("[1,2,3,4]", ARRAY_OK, 8, 4),
     ("[1,2,3,abc]", ARRAY_OK, 10, 4),  # the row left out is stepped over, not parsed
+    ("[1,2,3]4]", ARRAY_BAD_NUMBER, 6, 2),  # ... but never past a ']'
+    ("[1,2,]3,4]", ARRAY_BAD_NUMBER, 5, 2),
     ("[abc,2,3,4]", ARRAY_BAD_NUMBER, 1, 0),
     ("[1 2,3,4]", ARRAY_BAD_SEPARATOR, 3, 1),
     ("[1,2,3,4,]", ARRAY_TRAILING_COMMA, 9, 4),

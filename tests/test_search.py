@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halo_fast.formats.json_brackets import ClosingBrackets
-from halo_fast.kernels.search import STEP, find_byte, find_byte_split
+from halo_fast.kernels.search import STEP, STOP_BYTES, find_byte, find_byte_split, find_stop
 from reference import examples
 
 
@@ -117,3 +117,56 @@ def test_closing_brackets_sized_from_the_previous_array():
         assert brackets.find(opened + 1, opened) == close
         assert brackets.previous_length == close - opened
     assert brackets.find(closes[-1] + 1, closes[-1]) == -1
+
+
+# --------------------------------------------------------------------------- where a stepped-over number ends
+
+STOPS = b", \n\r\t]"
+
+
+def twin_stop(data: bytes, start: int, stop: int) -> int:
+    """The first position in the clipped span holding one of STOP_BYTES, else the clipped stop."""
+    lo = max(start, 0)
+    hi = min(stop, len(data))
+    if hi <= lo:
+        return lo
+    return next((p for p in range(lo, hi) if data[p] in STOPS), hi)
+
+
+def check_stop(data: bytes, start: int, stop: int) -> None:
+    want = twin_stop(data, start, stop)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    for vector in (True, False):
+        assert find_stop(buf, start, stop, vector) == want, (vector, data[max(start, 0) : stop], start, stop)
+    if 0 <= start < len(data) and stop < len(data):  # a view ending at stop: the bytes after it are not read
+        view = np.frombuffer(data, dtype=np.uint8)[: max(stop, 0)]
+        assert find_stop(view, start, len(data), True) == twin_stop(data[: max(stop, 0)], start, len(data))
+
+
+def test_the_twin_stops_at_the_kernel_bytes():
+    assert set(STOP_BYTES) == set(STOPS)
+
+
+@pytest.mark.parametrize("stop_byte", sorted(set(STOPS)))
+def test_stop_at_every_position_of_two_vectors(stop_byte):
+    """One stop byte at each position of a 70-byte number-like span, the span's ends around it."""
+    for at in range(70):
+        data = bytearray(b"0.0001234567890123456789e-05+" * 3)[:70]
+        data[at] = stop_byte
+        for start in (0, 1, at, at + 1):
+            for stop in (at, at + 1, 32, 33, 64, 70):
+                check_stop(bytes(data), start, stop)
+
+
+NUMBER_BYTES = STOPS + b"0123456789.e-+x\x00\xff" * 4  # a stop byte about one in twelve
+
+
+@settings(max_examples=examples(300))
+@given(
+    data=st.binary(max_size=150).map(lambda raw: bytes(NUMBER_BYTES[x % len(NUMBER_BYTES)] for x in raw)),
+    bounds=st.data(),
+)
+def test_stop_matches_twin(data, bounds):
+    start = bounds.draw(st.integers(-2, len(data) + 2))
+    stop = bounds.draw(st.integers(-2, len(data) + 40))
+    check_stop(data, start, stop)

@@ -45,9 +45,7 @@ class ScannedJson(CaptureSource):
 
     def plan_reduce(self, request: ReduceRequest) -> None:
         self._request = request
-        # a reduce keeping every row parses every number of the tokens it folds, which confirms a jump;
-        # one keeping some layers or heads steps over the others' numbers without looking at them
-        self._jump = request.layers is None and request.heads is None
+        self._jump = True
 
     def plan_decode(self) -> None:
         self._jump = True
@@ -176,8 +174,7 @@ class ScannedJson(CaptureSource):
         if self.ahead is not None:
             ahead, self.ahead = self.ahead, None  # its rows are handed over once
             return ahead.result(self, ids, plan)
-        every_row = bool(np.all(plan.row_group >= 0))  # else some numbers are stepped over unread
-        return self._confirmed(lambda: reduce_attention(self, ids, plan), self._parsed(ids if every_row else None))
+        return self._confirmed(lambda: reduce_attention(self, ids, plan), self._parsed(ids))
 
     def token_windows(self, ids: np.ndarray, phase: str = "read"):
         self._confirmed(lambda: None, self._parsed())

@@ -43,6 +43,7 @@ from .arrays import (
 )
 from .floats import HARD, OK, TRUNCATED, byte_view, parse_number
 from .jit import kernel
+from .search import skip_to_stop
 
 OP_SUM, OP_MEAN, OP_MAX, OP_MIN, OP_NANMEAN, OP_MEAN_F32, OP_MEAN_JS = 0, 1, 2, 3, 4, 5, 6
 OPS = {
@@ -127,6 +128,10 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
     is a short loop of its own (about a tenth fewer instructions a number than folding each value
     as it is parsed, bench/RESULTS.md).
 
+    The numbers of rows left out are stepped over, not parsed: anything up to the next separator
+    or whitespace counts as one, except a ']' (ARRAY_BAD_NUMBER), so that a span reduced without
+    error never holds one before ``end``.
+
     Returns (code, byte position, values seen). ARRAY_OUT_OF_BOUNDS, before reading
     anything, unless 0 <= start, end < len(buf), n_rows <= len(row_group) and ctx fits
     acc, counts and values; and when a kept row's group has no slot in first_row, acc or counts.
@@ -161,13 +166,10 @@ def reduce_array(buf, start, end, n_rows, ctx, row_group, first_row, op, acc, co
                     return ARRAY_TRUNCATED, after, n
                 return ARRAY_BAD_NUMBER, after, n
             values[c] = value
-        else:
-            after = p
-            while after < end:
-                b = data[after]
-                if b == 44 or b == 32 or b == 10 or b == 13 or b == 9:
-                    break
-                after += 1
+        else:  # a row left out: its number is stepped over, not parsed, but never past a ']'
+            after = skip_to_stop(data, p, end)
+            if after < end and data[after] == 93:  # so that a span reduced without error holds no ']'
+                return ARRAY_BAD_NUMBER, after, n
             if after == p:
                 return ARRAY_BAD_NUMBER, p, n
         n += 1

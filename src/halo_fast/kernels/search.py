@@ -89,8 +89,70 @@ def _find_vectors(data, lo, hi, byte):
     return _find_bytes(data, p, hi, byte)
 
 
+# Where a number of a row left out ends (kernels.reduce steps over those numbers unparsed): at a
+# separator, JSON whitespace, or a ']' (which the caller reports).
+STOP_BYTES = (44, 32, 10, 13, 9, 93)  # , space \n \r \t ]
+
+
+@intrinsic
+def _stop_mask(typingctx, data, index):
+    """Bit i set iff data[index + i] is one of STOP_BYTES, for the 32 bytes at index (unchecked:
+    index + 32 <= the end)."""
+    if data != types.CPointer(types.uint8) or not isinstance(index, types.Integer):
+        return None
+    signature = types.uint64(data, index)
+
+    def codegen(context, builder, sig, args):
+        offset = context.cast(builder, args[1], sig.args[1], types.intp)
+        pointer = builder.bitcast(builder.gep(args[0], [offset]), _BYTES.as_pointer())
+        loaded = builder.load(pointer, align=1)
+        hits = None
+        for byte in STOP_BYTES:
+            equal = builder.icmp_unsigned("==", loaded, ir.Constant(_BYTES, [byte] * LANES))
+            hits = equal if hits is None else builder.or_(hits, equal)
+        return builder.zext(builder.bitcast(hits, _I32), _I64)
+
+    return signature, codegen
+
+
+@kernel(inline="always")
+def _stop_bytes(data, lo, hi):
+    """First p in [lo, hi) with data[p] one of STOP_BYTES, else hi: one byte at a time."""
+    for p in range(lo, hi):
+        b = data[p]
+        if b == 44 or b == 32 or b == 10 or b == 13 or b == 9 or b == 93:
+            return p
+    return hi
+
+
+@kernel(inline="always")
+def _stop_vectors(data, lo, hi):
+    """_stop_bytes, 32 bytes a step (a number of the JS shape takes one or two)."""
+    p = lo
+    while p + LANES <= hi:
+        mask = _stop_mask(data, p)
+        if mask != 0:
+            return p + np.int64(trailing_zeros(mask))
+        p += LANES
+    return _stop_bytes(data, p, hi)
+
+
 # raw vector loads are unchecked: NUMBA_BOUNDSCHECK=1 runs search byte by byte, through checked indexing
 _find_fast = _find_bytes if config.BOUNDSCHECK else _find_vectors
+skip_to_stop = _stop_bytes if config.BOUNDSCHECK else _stop_vectors
+
+
+@kernel()
+def find_stop(buf, start, stop, vector):
+    """First p in [start, stop) (clipped to buf) with buf[p] one of STOP_BYTES, else the clipped stop;
+    ``vector``: the vector path (the tests' entry to both)."""
+    lo = max(start, 0)
+    hi = min(stop, buf.shape[0])
+    if hi <= lo:
+        return lo
+    if vector:
+        return skip_to_stop(byte_view(buf), lo, hi)
+    return _stop_bytes(buf, lo, hi)
 
 
 @kernel()
