@@ -11,9 +11,10 @@ and the bytes stepped over are left for pass 2 to read. The layout is then provi
 until those bytes are confirmed to hold no ``]``, for each token with a jump, one way or
 the other (``confirm_jumps``):
 
-- pass 2 parsed the token in full without an error: a ``]`` is neither part of a number
-  nor a separator, so none stood between the array's ``[`` and the bracket found, which
-  is therefore the first, the one the search from the ``[`` would have found;
+- pass 2 read the token to its end without an error: a ``]`` is neither part of a number
+  nor a separator (and the numbers a ``reduce`` steps over unparsed end at one with an
+  error), so none stood between the array's ``[`` and the bracket found, which is
+  therefore the first, the one the search from the ``[`` would have found;
 - otherwise the stepped-over bytes are searched for one here.
 
 Where a ``]`` turns up, or pass 2 meets any error in such a file, the jump may have passed

@@ -9,6 +9,10 @@ with SSE2 only, one ``vpcmpeqb`` with AVX-512, as the generated code shows; othe
 targets lower the same IR their own way), and the first set bit is the answer. The first part that holds the byte gives it, so the result is
 the first position in the whole span, as a serial search would give.
 
+``skip_to_stop`` finds the first of several bytes the same way, 32 at a time: where a
+number of a row that ``reduce`` leaves out ends (a separator, whitespace or ``]``),
+six compares or-ed into one mask; ``find_stop`` is its entry for the tests.
+
 The vectors are plain LLVM IR, with no instruction set named: LLVM lowers them for
 the CPU numba compiles for, and numba keys its cache on that CPU (name and features:
 ``codegen.magic_tuple()``), so a cache written on another CPU is compiled again, not
@@ -17,7 +21,7 @@ vector path to. Under NUMBA_BOUNDSCHECK=1 both are the byte loop: the vector loa
 reads through a raw pointer, which no bounds check sees.
 
 Every read stays inside the buffer: spans are clipped to it, and a vector step is
-taken only where its 128 bytes lie before the span's end.
+taken only where its 128 (or 32) bytes lie before the span's end.
 """
 
 from __future__ import annotations
