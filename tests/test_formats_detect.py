@@ -106,6 +106,18 @@ def test_a_whole_capture_line_past_the_peek_is_refused(tmp_path, gzipped):
             call(str(path))
 
 
+def test_json_lines_whose_metadata_line_counts_generated_tokens(tmp_path):
+    """A 'generated_tokens' key that is not a list on the first line: JSON lines, as the name says."""
+    first = {"metadata": {"model": "m"}, "prompt_tokens": [{"token_id": 1, "text": "a", "position": 0}]}
+    first["generated_tokens"] = 2
+    token = {"step": 0, "token_id": 5, "text": "x", "position": 1}
+    token["attention"] = {"shape": [1, 1, 2], "context_length": 2, "data": [0.5, 0.25]}
+    path = tmp_path / "capture.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in (first, token, {**token, "step": 1})) + "\n")
+    assert detect(str(path)) == "jsonl"
+    assert halo_fast.load(str(path)).values.tolist() == [0.5, 0.25, 0.5, 0.25]
+
+
 def test_base64_in_a_single_json_file(tmp_path):
     reference = str(tmp_path / "capture.json")
     write_capture(reference, **SYNTH)

@@ -10,8 +10,10 @@ opened the file: twice when the jumps were refuted and the file read again the p
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+import weakref
 
 import numpy as np
 import pytest
@@ -19,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import halo_fast
+import halo_fast.api as api
 from halo_fast.errors import SelectionError
-from halo_fast.formats import json_scan
+from halo_fast.formats import json_scan, json_values
 from halo_fast.formats.json_brackets import ClosingBrackets, confirm_jumps
 from halo_fast.formats.json_single import ScannedJson
 from reference import assert_capture_matches, capture_doc, capture_documents, capture_problem, dumps
@@ -59,14 +62,17 @@ def outcome(call):
 
 
 def both_routes(monkeypatch, call, share=0.9):
-    """``call()``'s outcome with jumps (of ``share`` of the predicted length) and without; pass 1
-    indexes 8 bytes at a time after each array, so even short arrays are searched for their ']'."""
+    """``call()``'s outcome with jumps (of ``share`` of the predicted length) and without (no plan
+    given to the source, as before jumps were made: no shape is read); pass 1 indexes 8 bytes at a
+    time after each array, so even short arrays are searched for their ']'."""
     monkeypatch.setattr(json_scan, "PROBE_BYTES", 8)
     monkeypatch.setattr(ClosingBrackets, "JUMP_SHARE", share)
     monkeypatch.setattr(ClosingBrackets, "MIN_JUMP", 1)
     jumping = outcome(call)
-    monkeypatch.setattr(ClosingBrackets, "MIN_JUMP", NEVER)
-    plain = outcome(call)
+    with monkeypatch.context() as plain_route:
+        plain_route.setattr(ScannedJson, "plan_decode", lambda self: None)
+        plain_route.setattr(ScannedJson, "plan_reduce", lambda self, request: None)
+        plain = outcome(call)
     return jumping, plain
 
 
@@ -76,6 +82,7 @@ def entry_points(path):
         "reduce": lambda: halo_fast.reduce(path),
         "reduce max every 2": lambda: halo_fast.reduce(path, op="max", every=2),
         "reduce layer 0": lambda: halo_fast.reduce(path, layers=[0]),
+        "reduce from step 2": lambda: halo_fast.reduce(path, tokens=(2, None)),
     }
 
 
@@ -112,6 +119,61 @@ def test_a_jump_is_confirmed_by_the_parse(tmp_path, monkeypatch, scans):
         assert asked and jumped is not None and jumped[0] == -1, name
         assert np.all(jumped[1:] > plain.data_open[1:] + 1), name
         assert np.all(jumped[1:] < plain.data_close[1:]), name  # the jump stayed inside the array
+
+
+@pytest.mark.parametrize("tokens", [(2, 3), (2, None), (5, None)])
+def test_a_token_swallowed_by_a_jump_before_any_is_read(tmp_path, monkeypatch, tokens):
+    """Zeros after long numbers: the jump over token 1 lands in token 2's array, the last, and pass 1
+    reads tokens 1 and 2 as one, without an error. A selection naming step 2 fails on that layout
+    before pass 2 reads a token; the jumps are checked then, and the plain route gives its result
+    (or its own error)."""
+    rng = np.random.default_rng(6)
+    values = [long_numbers(rng, 300) for _ in range(3)]
+    values[1] = [0] * 300
+    path = write(tmp_path, json.dumps(capture_doc(values)))
+    jumping, plain = both_routes(monkeypatch, lambda: halo_fast.reduce(path, tokens=tokens))
+    assert jumping == plain
+    assert plain[0] == ("selection" if tokens[0] == 5 else "reduced")
+
+
+def test_a_shape_too_large_for_a_float(tmp_path, monkeypatch):
+    """A shape whose count has 310 digits: no prediction from it, and the plain route's error."""
+    rng = np.random.default_rng(7)
+    text = json.dumps(capture_doc([long_numbers(rng, 300) for _ in range(3)]))
+    second = text.index('"shape": [1, 1, 300]', text.index('"step": 1'))
+    text = text[:second] + '"shape": [1, 1, 1' + "0" * 310 + "]" + text[second + len('"shape": [1, 1, 300]') :]
+    path = write(tmp_path, text)
+    for name, call in entry_points(path).items():
+        jumping, plain = both_routes(monkeypatch, call)
+        assert plain[0] in ("error", "selection") and jumping == plain, name
+
+
+def test_the_refuted_attempt_is_gone_before_the_plain_one(tmp_path, monkeypatch):
+    """When the jumps are refuted after pass 2 made its output, the second read does not begin while
+    that output is still reachable (through the exception that refuted it): memory stays at one."""
+    rng = np.random.default_rng(8)
+    values = [long_numbers(rng, 300) for _ in range(4)]
+    values[2] = [0] * 300
+    path = write(tmp_path, json.dumps(capture_doc(values)))
+    monkeypatch.setattr(json_scan, "PROBE_BYTES", 8)
+    monkeypatch.setattr(ClosingBrackets, "MIN_JUMP", 1)
+    buffers, alive = [], []
+    real_buffer, real_open = json_values.output_buffer, api.open_capture
+
+    def output_buffer(*args, **kwargs):
+        buffer = real_buffer(*args, **kwargs)
+        buffers.append(weakref.ref(buffer))
+        return buffer
+
+    def open_capture(*args, **kwargs):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in buffers))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(json_values, "output_buffer", output_buffer)
+    monkeypatch.setattr(api, "open_capture", open_capture)
+    halo_fast.load(path)
+    assert len(buffers) == 2 and alive == [0, 0]  # a refuted attempt's output, then the plain one's
 
 
 def test_an_array_shorter_per_number_is_read_again(tmp_path, monkeypatch, scans):

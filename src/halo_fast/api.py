@@ -9,7 +9,8 @@ needs them, so ``import halo_fast`` stays cheap.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import CaptureError
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from .capture import Capture
     from .formats.base import CaptureSource
     from .reduction import Axes, Reduced, ReduceRequest, Selection, TokenRange
+
+T = TypeVar("T")
 
 
 def open_capture(
@@ -83,11 +86,28 @@ def load(
     source = open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
     source.plan_decode()
     try:
-        with source:
-            return source.capture()
-    except ShortcutRefuted:  # the source's shortcut did not hold: read it the plain way
-        with open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as plain:
-            return plain.capture()
+        return _checking_shortcuts(source, lambda opened: opened.capture())
+    except ShortcutRefuted:
+        pass  # read it the plain way, outside this handler: nothing of the first attempt stays alive
+    with open_capture(path, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as plain:
+        return plain.capture()
+
+
+def _checking_shortcuts(source: CaptureSource, work: Callable[[CaptureSource], T]) -> T:
+    """``work(source)`` with the source entered. An error raised before the source has confirmed the
+    shortcuts its plan let it take (``confirm_shortcuts``) may be theirs: ShortcutRefuted then, where
+    they do not hold; the error itself where they do."""
+    from .formats.base import ShortcutRefuted
+
+    with source:
+        try:
+            return work(source)
+        except ShortcutRefuted:
+            raise
+        except Exception:
+            if not source.confirm_shortcuts():
+                raise ShortcutRefuted(source.path) from None
+            raise
 
 
 def reduce(
@@ -122,39 +142,39 @@ def reduce(
     opened = open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
     opened.plan_reduce(request)
     try:
-        return _reduce_source(opened, request)
-    except ShortcutRefuted:  # the source's shortcut did not hold: read it the plain way
-        plain = open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict)
+        return _checking_shortcuts(opened, lambda capture: _reduce_source(capture, request))
+    except ShortcutRefuted:
+        pass  # read it the plain way, outside this handler: nothing of the first attempt stays alive
+    with open_capture(source, progress=progress, window_bytes=window_bytes, recover=recover, strict=strict) as plain:
         return _reduce_source(plain, request)
 
 
-def _reduce_source(opened: CaptureSource, request: ReduceRequest) -> Reduced:
-    """``reduce`` of one opened (not yet entered) source."""
+def _reduce_source(capture: CaptureSource, request: ReduceRequest) -> Reduced:
+    """``reduce`` of one entered source."""
     import numpy as np
 
     from .reduction import reduce_tokens
 
     r = request
-    with opened as capture:
-        with_attention = np.flatnonzero(capture.has_attention)
-        if not len(with_attention):
-            raise CaptureError("no generated token has attention to reduce", capture.path, None)
-        n_layers, n_heads = (int(d) for d in capture.shapes[with_attention[0], :2])
-        result = reduce_tokens(
-            capture.reduce,
-            capture.token_table,
-            capture.prompt_table,
-            capture.metadata,
-            capture.path,
-            n_layers,
-            n_heads,
-            r.op,
-            r.over,
-            r.layers,
-            r.heads,
-            r.every,
-            r.tokens,
-        )
-        if capture.recovery is not None:
-            result.extra["recovery"] = capture.recovery
-        return result
+    with_attention = np.flatnonzero(capture.has_attention)
+    if not len(with_attention):
+        raise CaptureError("no generated token has attention to reduce", capture.path, None)
+    n_layers, n_heads = (int(d) for d in capture.shapes[with_attention[0], :2])
+    result = reduce_tokens(
+        capture.reduce,
+        capture.token_table,
+        capture.prompt_table,
+        capture.metadata,
+        capture.path,
+        n_layers,
+        n_heads,
+        r.op,
+        r.over,
+        r.layers,
+        r.heads,
+        r.every,
+        r.tokens,
+    )
+    if capture.recovery is not None:
+        result.extra["recovery"] = capture.recovery
+    return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from ..errors import CaptureError, CaptureNotFound
 
@@ -35,6 +36,7 @@ JSON_STARTS = [bytes([c]) for c in b'{["-0123456789tfnNI']  # what a JSON value 
 #: Keys of a generated-token line or a KoboldCPP event, and of a single capture, at the top of the object.
 LINE_KEYS = {"attention", "type", "step", "token"}
 CAPTURE_KEYS = {"metadata", "prompt_tokens", "generated_tokens"}
+GENERATED_LIST = re.compile(rb'"generated_tokens"\s*:\s*\[')
 
 
 def top_level_keys(text: bytes) -> set[str]:
@@ -70,8 +72,9 @@ def kind_of_text(head: bytes, name: str, complete: bool) -> str:
     if name.endswith(LINE_SUFFIXES):
         # what the name says, unless the first line is a whole capture: no line of JSON lines has
         # a 'generated_tokens' list at its top (jsonlines also refuses one beyond this peek)
-        whole = text.startswith(b"{") and "generated_tokens" in top_level_keys(text.split(b"\n", 1)[0])
-        return "json" if whole else "jsonl"
+        first = text.split(b"\n", 1)[0]
+        whole = "generated_tokens" in top_level_keys(first) and GENERATED_LIST.search(first) is not None
+        return "json" if text.startswith(b"{") and whole else "jsonl"
     if not text.startswith(b"{"):
         return "json"
     newline = text.find(b"\n")

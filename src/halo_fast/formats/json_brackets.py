@@ -73,6 +73,8 @@ class ClosingBrackets:
 
         size = self.buf.shape[0]
         count = self._count(opened, token_open)
+        if count > size:  # more numbers than bytes: a shape the skeleton will refuse; no prediction
+            count = -1
         expected = -1
         if count > 0 and self.bytes_per_number > 0:
             expected = opened + int(count * self.bytes_per_number)

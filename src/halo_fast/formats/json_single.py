@@ -61,7 +61,7 @@ class ScannedJson(CaptureSource):
             elif self._jump and not self.recover:
                 try:
                     self._read_structure(scan_structure(self.mapped, self.window_bytes, self.progress, jump=True))
-                except CaptureError:  # perhaps a jump's doing: the plain pass 1 says what is wrong, if anything
+                except Exception:  # perhaps a jump's doing: the plain pass 1 says what is wrong, if anything
                     self._read_structure(scan_structure(self.mapped, self.window_bytes, self.progress))
             else:
                 self._read_structure(
@@ -106,6 +106,15 @@ class ScannedJson(CaptureSource):
         layout.jumped = None
         return result
 
+    def confirm_shortcuts(self) -> bool:
+        layout = self.layout
+        if layout.jumped is None:
+            return True
+        if not confirm_jumps(self.mapped.bytes, layout.data_open, layout.jumped, self._parsed()):
+            return False
+        layout.jumped = None
+        return True
+
     def _parsed(self, ids: np.ndarray | None = None) -> np.ndarray:
         parsed = np.zeros(len(self.layout.data_open), dtype=bool)
         if ids is not None:
@@ -149,7 +158,8 @@ class ScannedJson(CaptureSource):
     def token_values(self, i: int) -> np.ndarray:
         """Token i's values; the mapped pages they were parsed from are handed back, so reading the
         capture token by token (convert, lazy readers) keeps memory flat."""
-        self._confirmed(lambda: None, self._parsed())
+        if not self.confirm_shortcuts():
+            raise ShortcutRefuted(self.path)
         values = decode_one(self, i)
         if self.layout.data_open[i] >= 0:
             self.mapped.release(int(self.layout.data_open[i]), int(self.layout.data_close[i]) + 1)
@@ -177,7 +187,8 @@ class ScannedJson(CaptureSource):
         return self._confirmed(lambda: reduce_attention(self, ids, plan), self._parsed(ids))
 
     def token_windows(self, ids: np.ndarray, phase: str = "read"):
-        self._confirmed(lambda: None, self._parsed())
+        if not self.confirm_shortcuts():
+            raise ShortcutRefuted(self.path)
         return decode_windows(self, ids, phase)
 
 

@@ -119,7 +119,7 @@ class JsonLines(TokenListSource):
                     cut = self._cut_at(exc, lines, k, offset, buffer, terminated, len(records))
                     break
                 record = token.record
-                if k == 0 and "generated_tokens" in record:  # detect sends these to json_single if it sees the key
+                if k == 0 and isinstance(record.get("generated_tokens"), list):  # detect sends most to json_single
                     raise CaptureError(WHOLE_CAPTURE, self.path, offset)
                 line_end = offset + len(buffer) - len(PREFIX) - len(SUFFIX)
                 if k == 0 and metadata is None and _is_metadata(record):
