@@ -24,7 +24,7 @@ import halo_fast
 import halo_fast.api as api
 from halo_fast.errors import SelectionError
 from halo_fast.formats import json_scan, json_values
-from halo_fast.formats.json_brackets import ClosingBrackets, confirm_jumps
+from halo_fast.formats.json_brackets import ClosingBrackets, confirm_jumps, jumped_from
 from halo_fast.formats.json_single import ScannedJson
 from reference import assert_capture_matches, capture_doc, capture_documents, capture_problem, dumps
 from test_fuzz import base_texts, mutate
@@ -229,6 +229,14 @@ def test_confirm_jumps_searches_only_what_was_not_parsed():
     assert confirm_jumps(buf, data_open, None, np.zeros(3, bool))
     jumped[1] = 15  # the search began at the ']' itself: nothing before it was stepped over
     assert confirm_jumps(buf, data_open, jumped, np.zeros(3, bool))
+
+
+def test_every_jump_belongs_to_a_token():
+    data_open = np.array([10, -1, 500], dtype=np.int64)
+    assert jumped_from([], data_open) is None
+    assert jumped_from([(500, 900)], data_open).tolist() == [-1, -1, 900]
+    with pytest.raises(ValueError, match="no token's"):
+        jumped_from([(500, 900), (300, 400)], data_open)
 
 
 def test_closing_brackets_jump_only_with_a_shape_and_a_last_array():

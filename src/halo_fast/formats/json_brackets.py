@@ -113,14 +113,17 @@ class ClosingBrackets:
 
 
 def jumped_from(jumps: list[tuple[int, int]], data_open: np.ndarray) -> np.ndarray | None:
-    """Per token, the first byte its bracket search covered where it jumped (-1 elsewhere); None: no jump."""
+    """Per token, the first byte its bracket search covered where it jumped (-1 elsewhere); None: no jump.
+    ValueError for a jump in an array that is no token's: nothing could confirm it (the caller then
+    walks the file again without jumping)."""
     if not jumps:
         return None
     at = {int(opened): k for k, opened in enumerate(data_open.tolist()) if opened >= 0}
     searched = np.full(len(data_open), -1, dtype=np.int64)
     for opened, jump in jumps:
-        if opened in at:
-            searched[at[opened]] = jump
+        if opened not in at:
+            raise ValueError(f"a jump in the array opened at byte {opened}, which is no token's")
+        searched[at[opened]] = jump
     return searched
 
 
