@@ -129,7 +129,8 @@ class CaptureSource:
     def plan_decode(self) -> None:
         """Say, before ``__enter__``, that ``capture()`` (every token decoded) will follow: a single
         JSON's first pass then steps over most of each array, leaving it to the decode to read
-        (json_brackets). ``decode`` may then raise ShortcutRefuted."""
+        (json_brackets). ``decode`` may then raise ShortcutRefuted, and an error raised before the
+        shortcuts are confirmed is believed only once ``confirm_shortcuts`` holds (``api`` does this)."""
 
     def confirm_shortcuts(self) -> bool:
         """Whether every shortcut the first pass took holds, checked now by reading what it skipped

@@ -73,19 +73,16 @@ class ClosingBrackets:
 
         size = self.buf.shape[0]
         count = self._count(opened, token_open)
-        if count > size:  # more numbers than bytes: a shape the skeleton will refuse; no prediction
-            count = -1
         expected = -1
-        if count > 0 and self.bytes_per_number > 0:
-            expected = opened + int(count * self.bytes_per_number)
-        elif self.previous_length >= 0 and opened >= 0:
-            expected = opened + self.previous_length
         lo = start
         if count > 0 and self.bytes_per_number > 0:
+            expected = opened + int(count * self.bytes_per_number)
             jump = opened + int(count * self.bytes_per_number * self.JUMP_SHARE)
             if jump - start >= self.MIN_JUMP:
                 self.jumps.append((opened, jump))
                 lo = jump
+        elif self.previous_length >= 0 and opened >= 0:
+            expected = opened + self.previous_length
         span = max(expected + self.SLACK - lo, self.SLACK) if expected >= 0 else self.FIRST_SPAN
         while lo < size:
             hi = min(lo + span, size)
@@ -102,14 +99,16 @@ class ClosingBrackets:
 
     def _count(self, opened: int, token_open: int) -> int:
         """The number of values the array at ``opened`` holds by its token's "shape" written before it
-        (-1: not jumping, or no such field within SHAPE_LOOKBACK bytes of the same token)."""
+        (-1: not jumping, no such field within SHAPE_LOOKBACK bytes of the same token, or more values
+        than the file has bytes: a shape the skeleton will refuse, and too large for a float)."""
         if self.read is None or opened < 0 or token_open < 0 or token_open > opened:
             return -1
         shapes = SHAPE_FIELD.findall(self.read(max(token_open, opened - SHAPE_LOOKBACK), opened))
         if not shapes:
             return -1
         layers, heads, context = (int(d) for d in shapes[-1])
-        return layers * heads * context
+        count = layers * heads * context
+        return count if count <= self.buf.shape[0] else -1
 
 
 def jumped_from(jumps: list[tuple[int, int]], data_open: np.ndarray) -> np.ndarray | None:

@@ -91,28 +91,24 @@ class ScannedJson(CaptureSource):
         self.metadata = document.metadata
 
     def _confirmed(self, run, parsed: np.ndarray):
-        """``run()``'s result once pass 1's jumps are confirmed (json_brackets): by its parse, for the
-        tokens ``parsed`` (bool per token) if it raises nothing, else by a search here.
-        ShortcutRefuted where they cannot be: the caller reads the file again without jumping."""
-        layout = self.layout
-        if layout.jumped is None:
-            return run()
-        try:
-            result = run()
-        except CaptureError:
-            raise ShortcutRefuted(self.path) from None
-        if not confirm_jumps(self.mapped.bytes, layout.data_open, layout.jumped, parsed):
+        """``run()``'s result once pass 1's jumps are confirmed (json_brackets): by its parse for the
+        tokens ``parsed`` (bool per token), by a search for the others. ShortcutRefuted where they do
+        not hold: the caller reads the file again without jumping. An error ``run`` raises goes to
+        the caller, who checks the jumps (``confirm_shortcuts``) before believing it, as ``api`` does."""
+        result = run()
+        if not self._confirm(parsed):
             raise ShortcutRefuted(self.path)
-        layout.jumped = None
         return result
 
     def confirm_shortcuts(self) -> bool:
+        return self._confirm(self._parsed())
+
+    def _confirm(self, parsed: np.ndarray) -> bool:
         layout = self.layout
-        if layout.jumped is None:
-            return True
-        if not confirm_jumps(self.mapped.bytes, layout.data_open, layout.jumped, self._parsed()):
-            return False
-        layout.jumped = None
+        if layout.jumped is not None:
+            if not confirm_jumps(self.mapped.bytes, layout.data_open, layout.jumped, parsed):
+                return False
+            layout.jumped = None
         return True
 
     def _parsed(self, ids: np.ndarray | None = None) -> np.ndarray:
