@@ -209,7 +209,8 @@ def scan_structure(
                     close = mapped.find_byte_without_gil(b"]", position)
                 else:
                     opened = _last_event(event_blocks, st.EVENT_DATA_OPEN)
-                    close = brackets.find(position, opened, _last_event(event_blocks, st.EVENT_TOKEN_OPEN))
+                    token_open = _last_event(event_blocks, st.EVENT_TOKEN_OPEN) if jump else -1  # for its shape
+                    close = brackets.find(position, opened, token_open)
                 if close < 0:
                     bar.update(size - position)
                     position = size
